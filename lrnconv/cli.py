@@ -1,0 +1,209 @@
+"""The ``lrnconv`` command line: a thin layer over the public API.
+
+Each command maps its options onto one API call and renders the result. Every
+``LrnConvError`` becomes one line on stderr and exit code 2 (no traceback unless
+``--debug``); a failed verification is exit code 1.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Optional
+
+import click
+
+from .convert import VerifyOptions, convert, strategies
+from .drift import DEFAULT_ATOL, DEFAULT_RTOL
+from .errors import LrnConvError, UsageError
+from .inputs import load_inputs
+from .passes.decompose import POWERS, WINDOWS
+from .modelio import load, same_file, save
+from .render import records_text, report_text, sites_text
+from .sites import find_lrn
+from .verify import DEFAULT_SAMPLES, verify as run_verify
+from .zoo import builtin_items, folder_items, parse_shard, run_zoo
+
+EXIT_DRIFT = 1
+EXIT_BAD_INPUT = 2
+
+
+class _Cli(click.Group):
+    """Turns library errors into one stderr line and exit 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LrnConvError as exc:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"lrnconv: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (MemoryError, RecursionError) as exc:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"lrnconv: error: {type(exc).__name__}: the model is too large or too deep", err=True)
+            ctx.exit(EXIT_BAD_INPUT)
+
+
+def _providers(text: str):
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _write_json(path: str, data) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, path)
+    except OSError as exc:
+        from .errors import OutputError
+
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def _random_inputs_warning(data: Optional[str]) -> None:
+    if data is None:
+        click.echo("WARNING: no --data/--calib given: verifying on seeded random inputs "
+                   "(uniform [-128, 128)); drift on real data may differ", err=True)
+
+
+providers_option = click.option("--providers", default="cpu", show_default=True,
+                                help="Comma-separated: cpu, cuda or full ONNX Runtime provider names.")
+samples_option = click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES,
+                              show_default=True, help="Random inputs to verify on (or data samples to use).")
+atol_option = click.option("--atol", type=float, default=DEFAULT_ATOL, show_default=True)
+rtol_option = click.option("--rtol", type=float, default=DEFAULT_RTOL, show_default=True)
+
+
+@click.group(cls=_Cli)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="lrnconv")
+def main(debug: bool) -> None:
+    """Find, rewrite and verify Local Response Normalization in legacy CNNs."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--weights", type=click.Path(dir_okay=False), help="Caffe .caffemodel for a .prototxt MODEL.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def inspect(model: str, weights: Optional[str], as_json: bool) -> None:
+    """List every LRN site of MODEL and what each strategy would do with it."""
+    loaded = load(model, weights)
+    sites = find_lrn(loaded)
+    verdicts = {s.output: {name: strategy.check(s) for name, strategy in strategies().items()} for s in sites}
+    if as_json:
+        click.echo(json.dumps({"model": model, "sites": [
+            dict(s.to_dict(), strategies={n: v.status for n, v in verdicts[s.output].items()},
+                 reasons={n: v.reason for n, v in verdicts[s.output].items()}) for s in sites]}, indent=2))
+    else:
+        click.echo(sites_text(model, sites, verdicts))
+
+
+@main.command(name="convert")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output .onnx path.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Caffe .caffemodel for a .prototxt MODEL.")
+@click.option("--strategy", default="decompose", show_default=True,
+              help="How to rewrite each LRN site: " + ", ".join(strategies()))
+@click.option("--calib", type=click.Path(), help="Data (.npy/.npz) to verify on.")
+@samples_option
+@providers_option
+@atol_option
+@rtol_option
+@click.option("--no-verify", is_flag=True, help="Skip verification with ONNX Runtime.")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write the per-site report as JSON.")
+@click.option("--in-place", is_flag=True, help="Allow the output to replace MODEL.")
+@click.option("--window", type=click.Choice(WINDOWS), default=None,
+              help="decompose: window-sum formulation (default: the fastest measured).")
+@click.option("--power", type=click.Choice(POWERS), default=None,
+              help="decompose: power formulation (default: the fastest measured).")
+def convert_command(model, output, weights, strategy, calib, samples, providers, atol, rtol,
+                    no_verify, report, in_place, window, power) -> None:
+    """Rewrite every LRN of MODEL with a strategy, verify it, and save it to OUTPUT."""
+    if output is None:
+        if not in_place:
+            raise UsageError("missing -o/--output (or pass --in-place to replace MODEL)")
+        output = model
+    if not in_place and os.path.exists(output) and same_file(output, model):
+        raise UsageError(f"{output}: refusing to overwrite the input model; pass --in-place")
+    if in_place and weights is not None and same_file(output, model):
+        raise UsageError(f"{model}: --in-place cannot replace a Caffe prototxt with an ONNX model")
+    loaded = load(model, weights)
+    verify_options = None
+    if not no_verify:
+        inputs = load_inputs(calib, loaded, samples) if calib else None
+        _random_inputs_warning(calib)
+        verify_options = VerifyOptions(inputs=inputs, providers=_providers(providers), samples=samples,
+                                       atol=atol, rtol=rtol)
+    elif calib:
+        click.echo("warning: --calib is ignored with --no-verify by strategy " + strategy, err=True)
+    options = {k: v for k, v in (("window", window), ("power", power)) if v}
+    result = convert(loaded, strategy, verify=verify_options, inplace=True, options=options)
+    save(result.model, output)
+    if report:
+        _write_json(report, result.to_dict(model, output))
+    click.echo(records_text(result.sites))
+    for note in result.notes:
+        if result.verify is None or note not in result.verify.notes:
+            click.echo(f"note: {note}")
+    if result.verify is not None:
+        click.echo(report_text(result.verify, output))
+    click.echo(f"wrote {output}")
+    if not result.passed:
+        sys.exit(EXIT_DRIFT)
+
+
+@main.command(name="verify")
+@click.argument("reference", type=click.Path(dir_okay=False))
+@click.argument("candidate", type=click.Path(dir_okay=False))
+@click.option("--data", type=click.Path(), help="Inputs: .npy (single input) or .npz keyed by input name.")
+@samples_option
+@providers_option
+@atol_option
+@rtol_option
+@click.option("--per-site", is_flag=True, help="Also compare the tensor right after each LRN site.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_command(reference, candidate, data, samples, providers, atol, rtol, per_site, as_json) -> None:
+    """Measure how far CANDIDATE's outputs drift from REFERENCE's in ONNX Runtime."""
+    ref = load(reference)
+    cand = load(candidate)
+    inputs = load_inputs(data, ref, samples) if data else None
+    if not as_json:
+        _random_inputs_warning(data)
+    report = run_verify(ref, cand, inputs, _providers(providers), samples=samples, atol=atol,
+                        rtol=rtol, per_site=per_site)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(report_text(report, candidate))
+    if not report.passed:
+        sys.exit(EXIT_DRIFT)
+
+
+@main.command()
+@click.argument("source", required=False, type=click.Path(file_okay=False))
+@click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False))
+@click.option("--strategy", "strategy_list", default="decompose", show_default=True,
+              help="Comma-separated strategies to run on every model.")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--shard", help="I/N: take the models whose sorted position is I mod N (0-based).")
+@click.option("--variant", type=click.Choice(("full", "small")), default="full", show_default=True,
+              help="Built-in models only: published widths or reduced width.")
+@samples_option
+@providers_option
+def zoo(source, outdir, strategy_list, jobs, shard, variant, samples, providers) -> None:
+    """Convert and verify a folder of models (default: the built-in replicas)."""
+    items = folder_items(source) if source else builtin_items(variant)
+    _random_inputs_warning(None)
+    entries = run_zoo(items, outdir, _providers(strategy_list),
+                      verify=VerifyOptions(providers=_providers(providers), samples=samples),
+                      jobs=jobs, shard=parse_shard(shard), progress=lambda m: click.echo(m, err=True))
+    failed = [e for e in entries if e.get("error") or not e.get("passed")]
+    click.echo(f"{len(entries) - len(failed)}/{len(entries)} conversions passed; "
+               f"reports: {os.path.join(outdir, 'report.md')}, {os.path.join(outdir, 'report.json')}")
+    if failed:
+        sys.exit(EXIT_DRIFT)

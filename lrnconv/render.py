@@ -1,0 +1,96 @@
+"""Plain-text and Markdown renderings of sites, drift reports and conversion results.
+
+The result objects own their data and their JSON form (``to_dict``); this module only
+turns them into lines a person reads in a terminal or a report file.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Sequence
+
+from .drift import Drift
+from .sites import LrnSite
+from .strategy import Verdict
+from .verify import DriftReport
+
+
+def _g(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
+    rows = [list(map(str, r)) for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
+
+
+def sites_text(path: str, sites: Sequence[LrnSite], verdicts: Dict[str, Dict[str, Verdict]]) -> str:
+    """``inspect``'s table: one row per site, one column per strategy."""
+    if not sites:
+        return f"{path}: no LRN site"
+    names = list(next(iter(verdicts.values())).keys()) if verdicts else []
+    rows = []
+    for s in sites:
+        params = f"size={s.size} alpha={s.alpha:g} beta={s.beta:g} bias={s.bias:g}"
+        rows.append([s.name, s.family, params, _g(s.channels), f"{s.producer or 'input'} -> "
+                     f"{','.join(s.consumers) or 'output'}", s.location]
+                    + [verdicts[s.output][n].status for n in names])
+    lines = [f"{path}: {len(sites)} LRN site(s)"]
+    lines += _table(["site", "family", "parameters", "C", "producer -> consumers", "where"] + names, rows)
+    return "\n".join(lines)
+
+
+def drift_rows(drifts: Dict[str, Drift]) -> List[List[str]]:
+    return [[name, _g(d.max_abs), _g(d.max_rel), _g(d.mean_abs), f"{d.cosine:.6f}",
+             _g(d.top1), _g(d.top5), _g(d.needed_atol), _g(d.needed_rtol), "pass" if d.passed else "FAIL"]
+            for name, d in drifts.items()]
+
+
+DRIFT_HEADER = ["tensor", "max abs", "max rel", "mean abs", "cosine", "top-1", "top-5",
+                "needed atol", "needed rtol", ""]
+
+
+def report_text(report: DriftReport, label: str = "") -> str:
+    """``verify``'s output: one table per provider, the noise floor, one PASSED/FAILED line."""
+    lines = [f"note: {n}" for n in report.notes]
+    lines.append(f"inputs: {report.inputs}; pass if |a-b| <= {report.atol:g} + {report.rtol:g}*|ref|")
+    for provider, drift in report.providers.items():
+        lines.append(f"[{provider}] outputs")
+        lines += _table(DRIFT_HEADER, drift_rows(drift.outputs))
+        if drift.sites:
+            lines.append(f"[{provider}] right after each LRN site")
+            lines += _table(DRIFT_HEADER, drift_rows(drift.sites))
+    for provider, floor in report.noise_floor.items():
+        lines.append(f"[noise floor] reference on {provider} vs reference on cpu")
+        lines += _table(DRIFT_HEADER, drift_rows(floor))
+    lines.append(f"{'PASSED' if report.passed else 'FAILED'}{(' ' + label) if label else ''}")
+    return "\n".join(lines)
+
+
+def records_text(records) -> str:
+    """``convert``'s per-site lines."""
+    rows = [[r.site.name, r.site.family, r.strategy, r.status, r.reason] for r in records]
+    return "\n".join(_table(["site", "family", "strategy", "status", "reason"], rows)) if rows else "no LRN site"
+
+
+def zoo_markdown(entries: Sequence[Dict[str, object]]) -> str:
+    """``zoo``'s report.md: one row per model and strategy."""
+    lines = ["# lrnconv zoo report", "",
+             "| model | strategy | sites | exact | max rel (cpu) | cosine | top-1 | time s | result |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        if e.get("error"):
+            lines.append(f"| {e['model']} | {e['strategy']} | - | - | - | - | - | - | error: {e['error']} |")
+            continue
+        worst = e.get("worst") or {}
+        lines.append(f"| {e['model']} | {e['strategy']} | {e['sites']} | {e['exact_sites']} | "
+                     f"{_g(worst.get('max_rel'))} | {_g(worst.get('cosine'), 7)} | {_g(worst.get('top1'))} | "
+                     f"{e['seconds']:.1f} | {'PASSED' if e['passed'] else 'FAILED'} |")
+    notes = sorted({n for e in entries for n in e.get("notes", [])})
+    if notes:
+        lines += ["", "Notes:"] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
