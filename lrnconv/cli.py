@@ -6,11 +6,12 @@ Each command maps its options onto one API call and renders the result. Every
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
-from typing import Optional
+from typing import Iterator, Optional
 
 import click
 
@@ -45,6 +46,17 @@ class _Cli(click.Group):
                 raise
             click.echo(f"lrnconv: error: {type(exc).__name__}: the model is too large or too deep", err=True)
             ctx.exit(EXIT_BAD_INPUT)
+
+
+@contextlib.contextmanager
+def _about(path: str) -> Iterator[None]:
+    """Errors raised while handling ``path`` name it, so the one error line says which file."""
+    try:
+        yield
+    except LrnConvError as exc:
+        if str(exc).startswith(path):
+            raise
+        raise type(exc)(f"{path}: {exc}") from None
 
 
 def _providers(text: str):
@@ -92,8 +104,9 @@ def main(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def inspect(model: str, weights: Optional[str], as_json: bool) -> None:
     """List every LRN site of MODEL and what each strategy would do with it."""
-    loaded = load(model, weights)
-    sites = find_lrn(loaded)
+    with _about(model):
+        loaded = load(model, weights)
+        sites = find_lrn(loaded)
     verdicts = {s.output: {name: strategy.check(s) for name, strategy in strategies().items()} for s in sites}
     if as_json:
         click.echo(json.dumps({"model": model, "sites": [
@@ -132,7 +145,8 @@ def convert_command(model, output, weights, strategy, calib, samples, providers,
         raise UsageError(f"{output}: refusing to overwrite the input model; pass --in-place")
     if in_place and weights is not None and same_file(output, model):
         raise UsageError(f"{model}: --in-place cannot replace a Caffe prototxt with an ONNX model")
-    loaded = load(model, weights)
+    with _about(model):
+        loaded = load(model, weights)
     verify_options = None
     if not no_verify:
         inputs = load_inputs(calib, loaded, samples) if calib else None
@@ -142,7 +156,8 @@ def convert_command(model, output, weights, strategy, calib, samples, providers,
     elif calib:
         click.echo("warning: --calib is ignored with --no-verify by strategy " + strategy, err=True)
     options = {k: v for k, v in (("window", window), ("power", power)) if v}
-    result = convert(loaded, strategy, verify=verify_options, inplace=True, options=options)
+    with _about(model):
+        result = convert(loaded, strategy, verify=verify_options, inplace=True, options=options)
     save(result.model, output)
     if report:
         _write_json(report, result.to_dict(model, output))
@@ -169,8 +184,10 @@ def convert_command(model, output, weights, strategy, calib, samples, providers,
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify_command(reference, candidate, data, samples, providers, atol, rtol, per_site, as_json) -> None:
     """Measure how far CANDIDATE's outputs drift from REFERENCE's in ONNX Runtime."""
-    ref = load(reference)
-    cand = load(candidate)
+    with _about(reference):
+        ref = load(reference)
+    with _about(candidate):
+        cand = load(candidate)
     inputs = load_inputs(data, ref, samples) if data else None
     if not as_json:
         _random_inputs_warning(data)

@@ -61,21 +61,26 @@ def node_key(node) -> str:
     return outputs[0] if outputs else node.name
 
 
-def _referenced_names(graph: onnx.GraphProto, into: Set[str]) -> Set[str]:
+def _used_names(graph: onnx.GraphProto, produced: bool, into: Set[str]) -> Set[str]:
+    """Tensor names the nodes read (and, if ``produced``, write), recursively, plus outputs."""
     for node in graph.node:
         into.update(node.input)
+        if produced:
+            into.update(node.output)
         for _, sub in subgraph_attributes(node):
-            _referenced_names(sub, into)
+            _used_names(sub, produced, into)
     into.update(o.name for o in graph.output)
     return into
 
 
-def _gs_referenced_names(graph: gs.Graph, into: Set[str]) -> Set[str]:
+def _gs_used_names(graph: gs.Graph, produced: bool, into: Set[str]) -> Set[str]:
     for node in graph.nodes:
         into.update(t.name for t in node.inputs)
+        if produced:
+            into.update(t.name for t in node.outputs)
         for value in node.attrs.values():
             if isinstance(value, gs.Graph):
-                _gs_referenced_names(value, into)
+                _gs_used_names(value, produced, into)
     into.update(t.name for t in graph.outputs)
     return into
 
@@ -98,7 +103,8 @@ class EditableModel:
         self._origin: Dict[int, Tuple[gs.Node, int]] = {}
         self._graphs: Dict[GraphPath, gs.Graph] = {}
         self._protos: Dict[GraphPath, onnx.GraphProto] = {}
-        self._referenced_before = _referenced_names(model.graph, set())
+        self._referenced_before = _used_names(model.graph, False, set())
+        self._existing_before = _used_names(model.graph, True, set())
         self._map_graph((), model.graph, self.graph)
 
     def _map_graph(self, path: GraphPath, proto: onnx.GraphProto, graph: gs.Graph) -> None:
@@ -133,12 +139,12 @@ class EditableModel:
 
     def commit(self) -> onnx.ModelProto:
         """Splice the edited graphs back into the original model and return it."""
-        referenced_after = _gs_referenced_names(self.graph, set())
-        removed = self._referenced_before - referenced_after
+        removed = self._referenced_before - _gs_used_names(self.graph, False, set())
+        vanished = self._existing_before - _gs_used_names(self.graph, True, set())
         legacy_inputs = self.model.ir_version < 4
         outer: Set[str] = set()
         with quiet_graphsurgeon():
-            self._restore_graph((), self.model.graph, self.graph, removed, legacy_inputs, outer)
+            self._restore_graph((), self.model.graph, self.graph, removed | vanished, legacy_inputs, outer)
         return self.model
 
     def _restore_graph(self, path: GraphPath, proto: onnx.GraphProto, graph: gs.Graph,
@@ -150,9 +156,14 @@ class EditableModel:
         del proto.node[:]
         proto.node.extend(new_nodes)
 
+        dropped = set()
         for i in reversed(range(len(proto.initializer))):
             if proto.initializer[i].name in removed:
+                dropped.add(proto.initializer[i].name)
                 del proto.initializer[i]
+        for i in reversed(range(len(proto.input))):
+            if proto.input[i].name in dropped:  # IR < 4 lists initializers as inputs too
+                del proto.input[i]
         existing = {t.name for t in proto.initializer} | outer
         for tensor in graph.tensors().values():
             if (isinstance(tensor, gs.Constant) and not isinstance(tensor._values, LazyValues)
@@ -163,13 +174,8 @@ class EditableModel:
                     proto.input.append(onnx.helper.make_tensor_value_info(
                         tensor.name, onnx.helper.np_dtype_to_tensor_dtype(tensor.values.dtype),
                         list(tensor.shape)))
-        for i in reversed(range(len(proto.input))):
-            if proto.input[i].name in removed and proto.input[i].name not in {t.name for t in proto.initializer}:
-                if proto.input[i].name not in {t.name for t in graph.inputs}:
-                    del proto.input[i]
-        alive = set(graph.tensors().keys())
         for i in reversed(range(len(proto.value_info))):
-            if proto.value_info[i].name not in alive:
+            if proto.value_info[i].name in removed:
                 del proto.value_info[i]
 
     def _restore_node(self, path: GraphPath, proto: onnx.GraphProto, node: gs.Node,

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import onnx
 
 from .errors import InvalidSite
@@ -127,8 +128,11 @@ def _infer_facts(model: onnx.ModelProto) -> _TensorFacts:
 
 
 def _attr(node: onnx.NodeProto, name: str, default=None):
+    """An attribute's value; floats as the shortest decimal that is the stored float32."""
     for a in node.attribute:
         if a.name == name:
+            if a.type == onnx.AttributeProto.FLOAT:
+                return float(str(np.float32(a.f)))
             return onnx.helper.get_attribute_value(a)
     return default
 
