@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
@@ -101,12 +102,18 @@ def test_refuses_to_overwrite_the_input(tiny_lrn_file):
     assert all(n.op_type != "LRN" for n in onnx.load(str(tiny_lrn_file)).graph.node)
 
 
-def test_unknown_strategy_and_missing_provider(tiny_lrn_file, tmp_path):
+def test_unknown_strategy(tiny_lrn_file, tmp_path):
     result = invoke("convert", tiny_lrn_file, "-o", tmp_path / "o.onnx", "--strategy", "magic")
     assert_clean_error(result, "magic")
+    assert not (tmp_path / "o.onnx").exists()
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(),
+                    reason="CUDA is present: tests/test_cuda.py checks the provider for real")
+def test_missing_cuda_provider_is_exit_2(tiny_lrn_file, tmp_path):
     result = invoke("convert", tiny_lrn_file, "-o", tmp_path / "o.onnx", "--providers", "cpu,cuda")
     assert_clean_error(result, "CUDAExecutionProvider")
-    assert "onnxruntime" in result.stderr
+    assert "onnxruntime" in result.stderr and "cuda" in result.stderr
     assert not (tmp_path / "o.onnx").exists()
 
 
@@ -149,3 +156,12 @@ def test_verify_with_data_file(tiny_lrn_file, tmp_path):
     result = invoke("verify", tiny_lrn_file, tiny_lrn_file, "--data", data)
     assert result.exit_code == 0 and "3 given samples" in result.stdout
     assert "random" not in result.stderr
+
+
+def test_verify_missing_cuda_provider_is_exit_2(tiny_lrn_file):
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        result = invoke("verify", tiny_lrn_file, tiny_lrn_file, "--providers", "NoSuchExecutionProvider")
+        assert_clean_error(result, "NoSuchExecutionProvider")
+    else:
+        result = invoke("verify", tiny_lrn_file, tiny_lrn_file, "--providers", "cuda")
+        assert_clean_error(result, "CUDAExecutionProvider")
