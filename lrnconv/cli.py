@@ -18,7 +18,10 @@ import click
 from .convert import VerifyOptions, convert, strategies
 from .drift import DEFAULT_ATOL, DEFAULT_RTOL
 from .errors import LrnConvError, UsageError
-from .inputs import load_inputs
+from .calibrate import DEFAULT_CALIBRATION_SAMPLES
+from .convert import AUTO
+from .drift import Tolerance
+from .inputs import ImagePreprocessing, load_data
 from .passes.decompose import POWERS, WINDOWS
 from .modelio import load, same_file, save
 from .render import records_text, report_text, sites_text
@@ -76,9 +79,9 @@ def _write_json(path: str, data) -> None:
         raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
-def _random_inputs_warning(data: Optional[str]) -> None:
+def _random_inputs_warning(data: Optional[str], doing: str = "verifying") -> None:
     if data is None:
-        click.echo("WARNING: no --data/--calib given: verifying on seeded random inputs "
+        click.echo(f"WARNING: no --data/--calib given: {doing} on seeded random inputs "
                    "(uniform [-128, 128)); drift on real data may differ", err=True)
 
 
@@ -116,14 +119,54 @@ def inspect(model: str, weights: Optional[str], as_json: bool) -> None:
         click.echo(sites_text(model, sites, verdicts))
 
 
+def _preprocessing(mean: Optional[str], std: Optional[str], size: Optional[str], bgr: bool) -> ImagePreprocessing:
+    def floats(text: Optional[str], default):
+        return tuple(float(v) for v in text.split(",")) if text else default
+
+    try:
+        shape = tuple(int(v) for v in size.split(",")) if size else None
+        if shape is not None and len(shape) != 2:
+            raise ValueError(size)
+        return ImagePreprocessing(mean=floats(mean, (0.0, 0.0, 0.0)), std=floats(std, (1.0, 1.0, 1.0)),
+                                  size=shape, bgr=bgr)
+    except ValueError:
+        raise UsageError("--mean/--std take comma-separated numbers (e.g. 104,117,123); --size takes H,W") from None
+
+
+def _tolerance(text: Optional[str]) -> Optional[Tolerance]:
+    try:
+        return Tolerance.parse(text) if text else None
+    except ValueError as exc:
+        raise UsageError(f"--tolerance: {exc}") from None
+
+
+image_options = [
+    click.option("--mean", help="Image folders: per-channel mean, model channel order (e.g. 104,117,123)."),
+    click.option("--std", help="Image folders: per-channel std. Defaults to 1."),
+    click.option("--size", help="Image folders: H,W to resize to. Defaults to the model's input size."),
+    click.option("--bgr", is_flag=True, help="Image folders: feed BGR (Caffe models)."),
+]
+
+
+def with_image_options(func):
+    for option in reversed(image_options):
+        func = option(func)
+    return func
+
+
 @main.command(name="convert")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output .onnx path.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Caffe .caffemodel for a .prototxt MODEL.")
 @click.option("--strategy", default="decompose", show_default=True,
-              help="How to rewrite each LRN site: " + ", ".join(strategies()))
-@click.option("--calib", type=click.Path(), help="Data (.npy/.npz) to verify on.")
-@samples_option
+              help="How to rewrite each LRN site: " + ", ".join(list(strategies()) + [AUTO]))
+@click.option("--calib", type=click.Path(), help="Data: .npy, .npz keyed by input name, or a folder of images. "
+              "The first half fits approximations, the second half judges and verifies them.")
+@with_image_options
+@click.option("--tolerance", help="auto / approximate verification: e.g. top1=0.995,cosine=0.999[,max_rel=0.05].")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help=f"Random inputs or data samples to use [default: {DEFAULT_SAMPLES} to verify, "
+                   f"{DEFAULT_CALIBRATION_SAMPLES} to calibrate].")
 @providers_option
 @atol_option
 @rtol_option
@@ -134,8 +177,8 @@ def inspect(model: str, weights: Optional[str], as_json: bool) -> None:
               help="decompose: window-sum formulation (default: the fastest measured).")
 @click.option("--power", type=click.Choice(POWERS), default=None,
               help="decompose: power formulation (default: the fastest measured).")
-def convert_command(model, output, weights, strategy, calib, samples, providers, atol, rtol,
-                    no_verify, report, in_place, window, power) -> None:
+def convert_command(model, output, weights, strategy, calib, mean, std, size, bgr, tolerance, samples,
+                    providers, atol, rtol, no_verify, report, in_place, window, power) -> None:
     """Rewrite every LRN of MODEL with a strategy, verify it, and save it to OUTPUT."""
     if output is None:
         if not in_place:
@@ -147,26 +190,27 @@ def convert_command(model, output, weights, strategy, calib, samples, providers,
         raise UsageError(f"{model}: --in-place cannot replace a Caffe prototxt with an ONNX model")
     with _about(model):
         loaded = load(model, weights)
+    data = load_data(calib, loaded, samples, _preprocessing(mean, std, size, bgr)) if calib else None
+    approximating = strategy == AUTO or getattr(strategies().get(strategy), "needs_calibration", False)
+    if data is None and (approximating or not no_verify):
+        _random_inputs_warning(None, "fitting and verifying" if approximating else "verifying")
     verify_options = None
     if not no_verify:
-        inputs = load_inputs(calib, loaded, samples) if calib else None
-        _random_inputs_warning(calib)
-        verify_options = VerifyOptions(inputs=inputs, providers=_providers(providers), samples=samples,
-                                       atol=atol, rtol=rtol)
-    elif calib:
-        click.echo("warning: --calib is ignored with --no-verify by strategy " + strategy, err=True)
+        verify_options = VerifyOptions(inputs=None if approximating else data, providers=_providers(providers),
+                                       samples=samples or DEFAULT_SAMPLES, atol=atol, rtol=rtol)
     options = {k: v for k, v in (("window", window), ("power", power)) if v}
     with _about(model):
-        result = convert(loaded, strategy, verify=verify_options, inplace=True, options=options)
+        result = convert(loaded, strategy, calibration=data, tolerance=_tolerance(tolerance),
+                         verify=verify_options, inplace=True, options=options,
+                         calibration_samples=samples or DEFAULT_CALIBRATION_SAMPLES)
     save(result.model, output)
     if report:
         _write_json(report, result.to_dict(model, output))
     click.echo(records_text(result.sites))
     for note in result.notes:
-        if result.verify is None or note not in result.verify.notes:
-            click.echo(f"note: {note}")
+        click.echo(f"note: {note}")
     if result.verify is not None:
-        click.echo(report_text(result.verify, output))
+        click.echo(report_text(result.verify, output, show_notes=False))
     click.echo(f"wrote {output}")
     if not result.passed:
         sys.exit(EXIT_DRIFT)
@@ -175,24 +219,29 @@ def convert_command(model, output, weights, strategy, calib, samples, providers,
 @main.command(name="verify")
 @click.argument("reference", type=click.Path(dir_okay=False))
 @click.argument("candidate", type=click.Path(dir_okay=False))
-@click.option("--data", type=click.Path(), help="Inputs: .npy (single input) or .npz keyed by input name.")
+@click.option("--data", type=click.Path(), help="Inputs: .npy (single input), .npz keyed by input name, "
+              "or a folder of images.")
+@with_image_options
 @samples_option
 @providers_option
 @atol_option
 @rtol_option
 @click.option("--per-site", is_flag=True, help="Also compare the tensor right after each LRN site.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify_command(reference, candidate, data, samples, providers, atol, rtol, per_site, as_json) -> None:
+@click.option("--tolerance", help="Judge by task-level tolerance (e.g. top1=0.995,cosine=0.999) "
+              "instead of --atol/--rtol.")
+def verify_command(reference, candidate, data, mean, std, size, bgr, samples, providers, atol, rtol,
+                   per_site, as_json, tolerance) -> None:
     """Measure how far CANDIDATE's outputs drift from REFERENCE's in ONNX Runtime."""
     with _about(reference):
         ref = load(reference)
     with _about(candidate):
         cand = load(candidate)
-    inputs = load_inputs(data, ref, samples) if data else None
+    inputs = load_data(data, ref, samples, _preprocessing(mean, std, size, bgr)) if data else None
     if not as_json:
         _random_inputs_warning(data)
     report = run_verify(ref, cand, inputs, _providers(providers), samples=samples, atol=atol,
-                        rtol=rtol, per_site=per_site)
+                        rtol=rtol, per_site=per_site, tolerance=_tolerance(tolerance))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -205,7 +254,7 @@ def verify_command(reference, candidate, data, samples, providers, atol, rtol, p
 @click.argument("source", required=False, type=click.Path(file_okay=False))
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False))
 @click.option("--strategy", "strategy_list", default="decompose", show_default=True,
-              help="Comma-separated strategies to run on every model.")
+              help="Comma-separated strategies to run on every model (" + ", ".join(list(strategies()) + [AUTO]) + ").")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--shard", help="I/N: take the models whose sorted position is I mod N (0-based).")
 @click.option("--variant", type=click.Choice(("full", "small")), default="full", show_default=True,

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
 
-from .drift import DEFAULT_ATOL, DEFAULT_RTOL
+from .calibrate import DEFAULT_CALIBRATION_SAMPLES, Calibration, calibrate
+from .drift import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from .errors import UnsupportedModel, UsageError
 from .preserve import EditableModel
 from .sites import find_lrn
-from .strategy import NOT_APPLICABLE, NameAllocator, RewriteContext, SiteRecord
+from .strategy import EXACT, NOT_APPLICABLE, NameAllocator, RewriteContext, SiteRecord
 from .verify import DEFAULT_SAMPLES, DriftReport, verify as run_verify
 
 log = logging.getLogger(__name__)
+
+AUTO = "auto"
 
 
 def strategies():
@@ -66,16 +69,52 @@ class ConversionResult:
                 "notes": list(self.notes)}
 
 
+def rewrite(model: onnx.ModelProto, plan: Mapping[str, str], *, inplace: bool = False,
+            options: Optional[Mapping[str, object]] = None) -> Tuple[onnx.ModelProto, List[SiteRecord]]:
+    """Apply a per-site plan (site output -> strategy name); the one place passes run.
+
+    Raises:
+        UnsupportedModel: a strategy cannot handle its site (the reason names it).
+    """
+    registry = strategies()
+    sites = find_lrn(model)
+    for site in sites:
+        verdict = registry[plan[site.output]].check(site)
+        if verdict.status == NOT_APPLICABLE:
+            raise UnsupportedModel(f"strategy '{plan[site.output]}' cannot rewrite LRN '{site.name}': {verdict.reason}")
+    target = model
+    if not inplace:
+        target = onnx.ModelProto()
+        target.CopyFrom(model)
+    editable = EditableModel(target)
+    ctx = RewriteContext(editable, NameAllocator(editable.all_names()), dict(options or {}))
+    records = [registry[plan[site.output]].rewrite(ctx, site) for site in sites]
+    for record in records:
+        log.debug("%s: %s %s (%s)", record.site.name, record.strategy, record.status, record.reason)
+    return editable.commit(), records
+
+
 def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
-            verify: Optional[VerifyOptions] = None, inplace: bool = False,
-            options: Optional[Mapping[str, object]] = None) -> ConversionResult:
+            calibration: Optional[Mapping[str, np.ndarray]] = None,
+            tolerance: Optional[Tolerance] = None, verify: Optional[VerifyOptions] = None,
+            inplace: bool = False, options: Optional[Mapping[str, object]] = None,
+            calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES) -> ConversionResult:
     """Rewrite every LRN site of ``model`` with ``strategy``.
+
+    Approximating strategies (``fold``, ``bn``, ``l2``, and ``auto``) fit their parameters
+    on the first half of ``calibration``; the second half is what ``auto`` judges them
+    on and what verification runs on, so nothing is judged on the samples it was fitted
+    on. The default is ``decompose`` (exact), so that nothing is approximated unless asked.
 
     Args:
         model: the model; left untouched unless ``inplace``.
-        strategy: a name from ``lrnconv.passes.REGISTRY``. Defaults to ``decompose``.
-        verify: verify the result against the original with these options. Defaults
-            to None (no verification).
+        strategy: ``auto`` or a name from ``lrnconv.passes.REGISTRY``.
+        calibration: arrays keyed by input name, leading axis = samples. Defaults to None:
+            seeded random pixel-like inputs, with a loud note (approximating strategies only).
+        tolerance: what ``auto`` accepts, and what verification of an approximate result
+            is judged by. Defaults to ``Tolerance()`` (top-1 >= 99.5 %, cosine >= 0.999).
+        verify: verify the result against the original with these options. Defaults to
+            None (no verification).
         inplace: edit ``model`` itself (saves a copy of the weights; the CLI uses it).
         options: strategy options (``decompose``: ``window``, ``power``).
 
@@ -84,37 +123,50 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
         UnsupportedModel: the strategy cannot handle a site (the reason names it).
     """
     registry = strategies()
-    if strategy not in registry:
-        raise UsageError(f"unknown strategy '{strategy}'; choose from {', '.join(registry)}")
-    chosen = registry[strategy]
+    if strategy not in registry and strategy != AUTO:
+        raise UsageError(f"unknown strategy '{strategy}'; choose from {', '.join(list(registry) + [AUTO])}")
     sites = find_lrn(model)
-    for site in sites:
-        verdict = chosen.check(site)
-        if verdict.status == NOT_APPLICABLE:
-            raise UnsupportedModel(f"strategy '{strategy}' cannot rewrite LRN '{site.name}': {verdict.reason}")
+    tolerance = tolerance or Tolerance()
+    notes: List[str] = [] if sites else ["no LRN site found; the model is unchanged"]
+    options = dict(options or {})
+    needs_data = strategy == AUTO or getattr(registry.get(strategy), "needs_calibration", False)
+    fitted: Optional[Calibration] = None
+    provider = (verify.providers[0] if verify is not None and verify.providers else "cpu")
+    if needs_data and any(s.alpha != 0 for s in sites):
+        fitted = calibrate(model, sites, calibration, samples=calibration_samples, provider=provider)
+        options["stats"] = fitted.stats
+        notes.extend(fitted.notes)
 
-    reference_bytes = model.SerializeToString() if verify is not None else None
-    target = model
-    if not inplace:
-        target = onnx.ModelProto()
-        target.CopyFrom(model)
-    editable = EditableModel(target)
-    ctx = RewriteContext(editable, NameAllocator(editable.all_names()), dict(options or {}))
-    records = [chosen.rewrite(ctx, site) for site in sites]
-    converted = editable.commit()
+    reference_bytes = model.SerializeToString() if (verify is not None or strategy == AUTO) else None
+    choices: Dict[str, List[Dict[str, object]]] = {}
+    if strategy == AUTO:
+        from .auto import select
+
+        plan, choices = select(reference_bytes, sites, fitted, tolerance, provider, options)
+    else:
+        plan = {s.output: strategy for s in sites}
+    converted, records = rewrite(model, plan, inplace=inplace, options=options)
     for record in records:
-        log.debug("%s: %s (%s)", record.site.name, record.status, record.reason)
-    notes = [] if sites else ["no LRN site found; the model is unchanged"]
+        if record.site.output in choices:
+            record.details["auto"] = choices[record.site.output]
     result = ConversionResult(converted, strategy, records, notes=notes)
     if verify is not None:
         reference = onnx.ModelProto()
         reference.ParseFromString(reference_bytes)
         del reference_bytes
-        result.verify = run_verify(reference, converted, verify.inputs, verify.providers,
+        approximate = any(r.status != EXACT for r in records)
+        inputs = verify.inputs
+        if fitted is not None and inputs is None:
+            inputs = fitted.evaluation
+            result.notes.append(f"verified on the {fitted.evaluation_samples} held-out samples "
+                                f"(the second half of the data; the first {fitted.calibration_samples} fitted it)")
+        site_tensors = {r.site.output: str(r.details.get("tensor", r.site.output)) for r in records}
+        result.verify = run_verify(reference, converted, inputs, verify.providers,
                                    samples=verify.samples, seed=verify.seed, atol=verify.atol,
-                                   rtol=verify.rtol, per_site=True)
+                                   rtol=verify.rtol, per_site=True, site_tensors=site_tensors,
+                                   tolerance=tolerance if approximate else None)
         _attach_site_drift(result)
-        result.notes.extend(result.verify.notes)
+        result.notes.extend(n for n in result.verify.notes if n not in result.notes)
     log.info("%d LRN site(s) rewritten with %s", len(records), strategy)
     return result
 

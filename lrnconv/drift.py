@@ -79,3 +79,39 @@ def compare(candidate: np.ndarray, reference: np.ndarray, *, atol: float = DEFAU
     passed = bool(np.all(diff <= atol + rtol * np.abs(b)))
     return Drift(tuple(reference.shape), max_abs, max_rel, float(diff.mean()) if diff.size else 0.0,
                  cosine, needed_atol, needed_rtol, passed, top1, top5)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Task-level acceptance for approximate rewrites (``auto`` and approximate strategies).
+
+    An output is accepted when its cosine similarity to the reference is at least
+    ``cosine``, its top-1 agreement (score outputs only) at least ``top1``, and, if set,
+    its max-rel error at most ``max_rel``. Defaults: top-1 >= 99.5 %, cosine >= 0.999.
+    """
+
+    top1: float = 0.995
+    cosine: float = 0.999
+    max_rel: Optional[float] = None
+
+    def accepts(self, drift: Drift) -> bool:
+        if drift.cosine < self.cosine:
+            return False
+        if drift.top1 is not None and drift.top1 < self.top1:
+            return False
+        return self.max_rel is None or drift.max_rel <= self.max_rel
+
+    def to_dict(self) -> Dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def parse(cls, text: str) -> "Tolerance":
+        """'top1=0.99,cosine=0.995,max_rel=0.05' (any subset) -> Tolerance."""
+        values = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = part.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in ("top1", "cosine", "max_rel"):
+                raise ValueError(f"tolerance '{part}': use top1=F, cosine=F and/or max_rel=F")
+            values[key] = float(value)
+        return cls(**values)

@@ -7,7 +7,8 @@ LRN term alpha/size * sum(x^2) vanishes and every drift check passes vacuously.
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import onnx
@@ -74,3 +75,69 @@ def load_inputs(path: str, model: onnx.ModelProto, samples: Optional[int] = None
     if samples is not None:
         feeds = {k: v[:samples] for k, v in feeds.items()}
     return feeds
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """How a folder of images becomes a model input (Caffe-era defaults: BGR, 0-255 minus mean).
+
+    ``size`` is (height, width); None takes it from the model's input. Pixels are
+    resized (bilinear), converted to float 0-255, channel-reordered to BGR when ``bgr``,
+    then ``(pixel - mean) / std`` per channel, in the model's channel order.
+    """
+
+    mean: Tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: Tuple[float, ...] = (1.0, 1.0, 1.0)
+    size: Optional[Tuple[int, int]] = None
+    bgr: bool = False
+
+
+def load_image_folder(path: str, model: onnx.ModelProto, preprocessing: ImagePreprocessing,
+                      samples: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """A single-input NCHW model's input from every image in a folder (sorted by name)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise BadInput(f"{path}: reading images needs Pillow: pip install 'lrnconv[images]'") from None
+    (value_info,) = graph_inputs(model) if len(graph_inputs(model)) == 1 else (None,)
+    if value_info is None:
+        raise BadInput(f"{path}: an image folder feeds single-input models; use an .npz for this one")
+    dims = [d.dim_value or None for d in value_info.type.tensor_type.shape.dim]
+    if len(dims) != 4:
+        raise BadInput(f"{path}: image folders feed NCHW inputs; input '{value_info.name}' has rank {len(dims)}")
+    channels = dims[1] or 3
+    height, width = preprocessing.size or (dims[2], dims[3])
+    if not height or not width:
+        raise BadInput(f"{path}: the model's input size is dynamic; pass --size H,W")
+    files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_SUFFIXES))
+    if samples is not None:
+        files = files[:samples]
+    if not files:
+        raise BadInput(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
+    mean = np.asarray(preprocessing.mean, np.float32).reshape(-1, 1, 1)
+    std = np.asarray(preprocessing.std, np.float32).reshape(-1, 1, 1)
+    batch = np.empty((len(files), channels, height, width), np.float32)
+    for i, name in enumerate(files):
+        try:
+            with Image.open(os.path.join(path, name)) as image:
+                image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+                pixels = np.asarray(image, np.float32)
+        except OSError as exc:
+            raise BadInput(f"{os.path.join(path, name)}: not a readable image ({exc})") from None
+        chw = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+        if preprocessing.bgr and channels == 3:
+            chw = chw[::-1]
+        batch[i] = (chw - mean) / std
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type)
+    return {value_info.name: batch.astype(dtype)}
+
+
+def load_data(path: str, model: onnx.ModelProto, samples: Optional[int] = None,
+              preprocessing: Optional[ImagePreprocessing] = None) -> Dict[str, np.ndarray]:
+    """Inputs from a .npy/.npz file or a folder of images."""
+    if os.path.isdir(path):
+        return load_image_folder(path, model, preprocessing or ImagePreprocessing(), samples)
+    return load_inputs(path, model, samples)

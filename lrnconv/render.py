@@ -54,10 +54,15 @@ DRIFT_HEADER = ["tensor", "max abs", "max rel", "mean abs", "cosine", "top-1", "
                 "needed atol", "needed rtol", ""]
 
 
-def report_text(report: DriftReport, label: str = "") -> str:
+def report_text(report: DriftReport, label: str = "", show_notes: bool = True) -> str:
     """``verify``'s output: one table per provider, the noise floor, one PASSED/FAILED line."""
-    lines = [f"note: {n}" for n in report.notes]
-    lines.append(f"inputs: {report.inputs}; pass if |a-b| <= {report.atol:g} + {report.rtol:g}*|ref|")
+    lines = [f"note: {n}" for n in report.notes] if show_notes else []
+    if report.tolerance is not None:
+        criterion = "pass if " + ", ".join(f"{k} {'<=' if k == 'max_rel' else '>='} {v:g}"
+                                           for k, v in report.tolerance.to_dict().items())
+    else:
+        criterion = f"pass if |a-b| <= {report.atol:g} + {report.rtol:g}*|ref|"
+    lines.append(f"inputs: {report.inputs}; {criterion}")
     for provider, drift in report.providers.items():
         lines.append(f"[{provider}] outputs")
         lines += _table(DRIFT_HEADER, drift_rows(drift.outputs))

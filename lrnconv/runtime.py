@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import re
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -87,22 +87,26 @@ class Session:
     provider: str
     output_names: List[str]
 
-    def run(self, feeds: Dict[str, np.ndarray], batch_size: Optional[int] = None,
-            outputs: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
-        """Run over the leading axis in batches and concatenate the results."""
+    def batches(self, feeds: Dict[str, np.ndarray], batch_size: Optional[int] = None,
+                outputs: Optional[Sequence[str]] = None) -> Iterator[Dict[str, np.ndarray]]:
+        """Outputs batch by batch over the leading axis (memory stays one batch)."""
         names = list(outputs or self.output_names)
         total = next(iter(feeds.values())).shape[0] if feeds else 1
         step = batch_size or total
-        parts: Dict[str, List[np.ndarray]] = {n: [] for n in names}
         for start in range(0, total, step):
             batch = {k: v[start:start + step] for k, v in feeds.items()}
             try:
                 values = self.inner.run(names, batch)
             except Exception as exc:  # onnxruntime raises its own pybind exception types
                 raise RuntimeRefused(_first_line(exc)) from None
-            for name, value in zip(names, values):
-                parts[name].append(value)
-        return {n: np.concatenate(v, axis=0) if len(v) > 1 else v[0] for n, v in parts.items()}
+            yield dict(zip(names, values))
+
+    def run(self, feeds: Dict[str, np.ndarray], batch_size: Optional[int] = None,
+            outputs: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+        """Run over the leading axis in batches and concatenate the results."""
+        parts = list(self.batches(feeds, batch_size, outputs))
+        return {n: np.concatenate([p[n] for p in parts], axis=0) if len(parts) > 1 else parts[0][n]
+                for n in parts[0]}
 
 
 def _with_extra_outputs(model: onnx.ModelProto, names: Sequence[str]) -> bytes:

@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .convert import VerifyOptions, convert, strategies
+from .convert import AUTO, VerifyOptions, convert, strategies
 from .errors import LrnConvError, UsageError
 from .modelio import load, save
 from .render import zoo_markdown
@@ -116,9 +116,10 @@ def run_zoo(items: Sequence[ZooItem], outdir: str, strategy_names: Sequence[str]
     Returns:
         One entry per model and strategy; an entry with ``error`` is a model that failed.
     """
-    unknown = [s for s in strategy_names if s not in strategies()]
+    known = list(strategies()) + [AUTO]
+    unknown = [s for s in strategy_names if s not in known]
     if unknown:
-        raise UsageError(f"unknown strategy {unknown}; choose from {', '.join(strategies())}")
+        raise UsageError(f"unknown strategy {unknown}; choose from {', '.join(known)}")
     if shard:
         items = [item for i, item in enumerate(items) if i % shard[1] == shard[0]]
     os.makedirs(outdir, exist_ok=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from google.protobuf import text_format
 
@@ -25,11 +25,50 @@ _V1_PARAM_FIELDS = [f.name for f in V1LayerParameter.DESCRIPTOR.fields
                     if f.name.endswith("_param")]
 
 
-def read_prototxt(path: str) -> NetParameter:
+# Messages whose fields the converters read: a field skipped there may be a typo that
+# silently leaves a default in place, so it is reported.
+_LAYER_SETTINGS = {f"caffe.{name}" for name in (
+    "BatchNormParameter", "BiasParameter", "ConcatParameter", "ConvolutionParameter",
+    "DropoutParameter", "EltwiseParameter", "FlattenParameter", "InnerProductParameter",
+    "InputParameter", "LRNParameter", "PoolingParameter", "PowerParameter",
+    "PReLUParameter", "ReLUParameter", "ReshapeParameter", "ScaleParameter",
+    "SigmoidParameter", "SoftmaxParameter", "SliceParameter", "TanHParameter",
+    "BlobShape")}
+
+
+def _parse_text(text: str, net: NetParameter) -> List[Tuple[str, str, int]]:
+    """Parse leniently; return the skipped ``(message type, field, line)``.
+
+    The recording hooks into protobuf's text parser class (stable for years, but not
+    public API); without it the parse still skips unknown fields, unrecorded.
+    """
+    skipped: List[Tuple[str, str, int]] = []
+    parser_class = getattr(text_format, "_Parser", None)
+    if parser_class is None or not hasattr(parser_class, "_SkipFieldContents"):
+        text_format.Parse(text, net, allow_unknown_field=True)
+        return skipped
+
+    class _Recording(parser_class):
+        def _SkipFieldContents(self, tokenizer, field_name, message_type):
+            skipped.append((message_type, field_name, getattr(tokenizer, "_line", -1) + 1))
+            return super()._SkipFieldContents(tokenizer, field_name, message_type)
+
+    _Recording(allow_unknown_field=True).ParseLines(text.split("\n"), net)
+    return skipped
+
+
+def read_prototxt(path: str, notes: Optional[List[str]] = None) -> NetParameter:
     """Parse a ``.prototxt`` into a ``NetParameter``.
 
-    Fields that this importer does not declare (``transform_param``, ``data_param`` ...)
-    are skipped, as they cannot change what the declared layers compute.
+    Fields that this importer does not declare are skipped: at the layer level
+    (``transform_param``, ``data_param``, ``loss_param`` ...) they cannot change what
+    the converted layers compute; inside a converted layer's settings (``lrn_param``
+    ...) they may be a fork's extension or a typo, so each is reported in ``notes``.
+
+    Args:
+        path: the prototxt.
+        notes: a list that receives the report of skipped layer settings. Defaults to
+            None (not reported).
 
     Raises:
         BadInput: the file cannot be read or is not valid protobuf text format.
@@ -37,18 +76,28 @@ def read_prototxt(path: str) -> NetParameter:
     path = str(path)
     try:
         with open(path, "rb") as handle:
-            text = handle.read().decode("utf-8")
+            data = handle.read()
     except OSError as exc:
         raise BadInput(f"{path}: cannot read the prototxt ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise BadInput(f"{path}: not a text prototxt (byte {exc.start} is not UTF-8; "
-                       f"is it a binary .caffemodel?)") from None
+        if b"\0" in data[:4096]:
+            raise BadInput(f"{path}: not a text prototxt (binary data at byte {exc.start}; "
+                           f"is it a .caffemodel?)") from None
+        text = data.decode("latin-1")   # a comment in a legacy 8-bit encoding
     net = NetParameter()
     try:
-        text_format.Parse(text, net, allow_unknown_field=True)
+        skipped = _parse_text(text, net)
     except text_format.ParseError as exc:
         detail = " ".join(str(exc).split())
         raise BadInput(f"{path}: malformed prototxt: {detail}") from None
+    settings = [f"{message}.{field} (line {line})" for message, field, line in skipped
+                if message in _LAYER_SETTINGS]
+    if settings and notes is not None:
+        notes.append(f"{path}: skipped layer settings the importer does not know (a fork's "
+                     f"extension, or a misspelling that leaves the default in place): "
+                     f"{', '.join(settings)}")
     return net
 
 

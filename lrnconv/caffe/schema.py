@@ -257,6 +257,10 @@ _MESSAGES: Dict[str, Tuple[List[Field], Dict[str, Dict[str, int]]]] = {
         _opt("engine", 11, "PoolingParameter.Engine", "DEFAULT"),
         _opt("global_pooling", 12, "bool", "false"),
         _opt("round_mode", 13, "PoolingParameter.RoundMode", "CEIL"),
+        # OpenCV's own prototxt dialect spells the rounding ``ceil_mode: false`` (a bool
+        # that OpenCV numbers 13 too). Declared under a number no Caffe release uses, so
+        # that text written for OpenCV imports with its meaning; never written by Caffe.
+        _opt("ceil_mode", 1013, "bool", "true"),
     ], {"PoolMethod": {"MAX": 0, "AVE": 1, "STOCHASTIC": 2}, "Engine": _ENGINE,
         "RoundMode": {"CEIL": 0, "FLOOR": 1}}),
     "PowerParameter": ([

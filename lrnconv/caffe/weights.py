@@ -121,6 +121,7 @@ class _BlobRecord:
     chunks: List[Tuple[int, int]] = field(default_factory=list)   # packed data
     double_chunks: List[Tuple[int, int]] = field(default_factory=list)
     needs_parse: bool = False       # unpacked encoding: parse the blob with protobuf
+    values: Optional[np.ndarray] = None   # set by that parse
 
 
 @dataclass
@@ -153,10 +154,10 @@ class _Wire:
             shift += 7
         raise self.truncated(pos, "a varint")
 
-    def fields(self, start: int, end: int):
+    def fields(self, start: int, end: int, names: Optional[Dict[int, str]] = None):
         """Yield ``(number, wire_type, value, pos)`` for the fields in ``[start, end)``;
         ``value`` is the varint, or ``(offset, length)`` of a length-delimited payload,
-        or the offset of a fixed-size one."""
+        or the offset of a fixed-size one. ``names`` name fields in error messages."""
         pos = start
         while pos < end:
             key, after = self.varint(pos, end)
@@ -174,7 +175,7 @@ class _Wire:
                 value = after
                 nxt = after + (8 if wire_type == _WT_I64 else 4)
             if nxt > end:
-                raise self.truncated(pos, f"field {number}")
+                raise self.truncated(pos, (names or {}).get(number, f"field {number}"))
             yield number, wire_type, value, pos
             pos = nxt
 
@@ -199,6 +200,7 @@ class CaffemodelWeights:
 
     # NetParameter field -> (name field, blobs field) of the layer message it holds.
     _LAYER_FIELDS = {100: (1, 7), 2: (4, 6)}
+    _RECORD_NAMES = {100: "a layer record", 2: "a V1 layer record"}
 
     def __init__(self, path: str):
         self.path = str(path)
@@ -232,7 +234,7 @@ class CaffemodelWeights:
             raise BadInput(f"{self.path}: the .caffemodel file is empty")
         wire = self._wire
         layers: Dict[str, _LayerRecord] = {}
-        for number, wire_type, value, pos in wire.fields(0, self.size):
+        for number, wire_type, value, pos in wire.fields(0, self.size, self._RECORD_NAMES):
             if number not in self._LAYER_FIELDS or wire_type != _WT_LEN:
                 continue
             name_field, blobs_field = self._LAYER_FIELDS[number]
@@ -320,7 +322,7 @@ class CaffemodelWeights:
             raise BadInput(f"{where} blob {j} ({spec.role}) has shape {_shape_str(got)} but "
                            f"the prototxt implies {_shape_str(expected)}")
         count = int(np.prod(expected, dtype=np.int64))
-        if isinstance(blob, _ParsedBlob):
+        if blob.values is not None:
             values = blob.values
         elif blob.double_chunks:
             values = np.frombuffer(self._join(blob.double_chunks), dtype="<f8").astype(np.float32)
@@ -336,24 +338,18 @@ class CaffemodelWeights:
             return self._wire.read(*chunks[0])
         return b"".join(self._wire.read(*chunk) for chunk in chunks)
 
-    def _parse_blob(self, blob: _BlobRecord) -> "_ParsedBlob":
+    def _parse_blob(self, blob: _BlobRecord) -> _BlobRecord:
+        """Parse a whole blob with protobuf (for encodings the wire scan does not read)."""
+        payload = self._wire.read(blob.start, blob.end - blob.start)
         try:
-            message = BlobProto.FromString(self._wire.read(blob.start, blob.end - blob.start))
-        except BadInput:
-            raise
+            message = BlobProto.FromString(payload)
         except Exception:  # noqa: BLE001 - any decode failure is a bad file
             raise BadInput(f"{self.path}: malformed blob at byte {blob.start}") from None
+        parsed = _BlobRecord(blob.start, blob.end)
         source = message.double_data if len(message.double_data) else message.data
-        parsed = _ParsedBlob(blob.start, blob.end)
         parsed.values = np.array(source, dtype=np.float32)
-        if message.HasField("num") or message.HasField("channels") or \
-                message.HasField("height") or message.HasField("width"):
+        if any(message.HasField(f) for f in ("num", "channels", "height", "width")):
             parsed.legacy = (message.num, message.channels, message.height, message.width)
         else:
             parsed.shape = tuple(int(d) for d in message.shape.dim)
         return parsed
-
-
-@dataclass
-class _ParsedBlob(_BlobRecord):
-    values: np.ndarray = None
