@@ -23,7 +23,7 @@ from .convert import AUTO
 from .drift import Tolerance
 from .inputs import ImagePreprocessing, load_data
 from .passes.decompose import POWERS, WINDOWS
-from .modelio import load, same_file, save
+from .modelio import import_notes, load, same_file, save
 from .render import records_text, report_text, sites_text
 from .sites import find_lrn
 from .verify import DEFAULT_SAMPLES, verify as run_verify
@@ -60,6 +60,15 @@ def _about(path: str) -> Iterator[None]:
         if str(exc).startswith(path):
             raise
         raise type(exc)(f"{path}: {exc}") from None
+
+
+def _load(path: str, weights: Optional[str] = None):
+    """Load a model, naming the file in any error, and pass on what the importer noted."""
+    with _about(path):
+        model = load(path, weights)
+    for note in import_notes(model):
+        click.echo(f"note: {path}: {note}", err=True)
+    return model
 
 
 def _providers(text: str):
@@ -107,8 +116,8 @@ def main(debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def inspect(model: str, weights: Optional[str], as_json: bool) -> None:
     """List every LRN site of MODEL and what each strategy would do with it."""
+    loaded = _load(model, weights)
     with _about(model):
-        loaded = load(model, weights)
         sites = find_lrn(loaded)
     verdicts = {s.output: {name: strategy.check(s) for name, strategy in strategies().items()} for s in sites}
     if as_json:
@@ -188,15 +197,14 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
         raise UsageError(f"{output}: refusing to overwrite the input model; pass --in-place")
     if in_place and weights is not None and same_file(output, model):
         raise UsageError(f"{model}: --in-place cannot replace a Caffe prototxt with an ONNX model")
-    with _about(model):
-        loaded = load(model, weights)
+    loaded = _load(model, weights)
     data = load_data(calib, loaded, samples, _preprocessing(mean, std, size, bgr)) if calib else None
     approximating = strategy == AUTO or getattr(strategies().get(strategy), "needs_calibration", False)
     if data is None and (approximating or not no_verify):
         _random_inputs_warning(None, "fitting and verifying" if approximating else "verifying")
     verify_options = None
     if not no_verify:
-        verify_options = VerifyOptions(inputs=None if approximating else data, providers=_providers(providers),
+        verify_options = VerifyOptions(providers=_providers(providers),
                                        samples=samples or DEFAULT_SAMPLES, atol=atol, rtol=rtol)
     options = {k: v for k, v in (("window", window), ("power", power)) if v}
     with _about(model):
@@ -222,7 +230,8 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
 @click.option("--data", type=click.Path(), help="Inputs: .npy (single input), .npz keyed by input name, "
               "or a folder of images.")
 @with_image_options
-@samples_option
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help=f"Data samples to use [default: all] or random inputs [default: {DEFAULT_SAMPLES}].")
 @providers_option
 @atol_option
 @rtol_option
@@ -233,14 +242,12 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
 def verify_command(reference, candidate, data, mean, std, size, bgr, samples, providers, atol, rtol,
                    per_site, as_json, tolerance) -> None:
     """Measure how far CANDIDATE's outputs drift from REFERENCE's in ONNX Runtime."""
-    with _about(reference):
-        ref = load(reference)
-    with _about(candidate):
-        cand = load(candidate)
+    ref = _load(reference)
+    cand = _load(candidate)
     inputs = load_data(data, ref, samples, _preprocessing(mean, std, size, bgr)) if data else None
     if not as_json:
         _random_inputs_warning(data)
-    report = run_verify(ref, cand, inputs, _providers(providers), samples=samples, atol=atol,
+    report = run_verify(ref, cand, inputs, _providers(providers), samples=samples or DEFAULT_SAMPLES, atol=atol,
                         rtol=rtol, per_site=per_site, tolerance=_tolerance(tolerance))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -156,10 +156,12 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
         del reference_bytes
         approximate = any(r.status != EXACT for r in records)
         inputs = verify.inputs
-        if fitted is not None and inputs is None:
+        if inputs is None and fitted is not None:
             inputs = fitted.evaluation
             result.notes.append(f"verified on the {fitted.evaluation_samples} held-out samples "
                                 f"(the second half of the data; the first {fitted.calibration_samples} fitted it)")
+        elif inputs is None and calibration is not None:
+            inputs = calibration  # nothing was fitted on it, so all of it is fair to verify on
         site_tensors = {r.site.output: str(r.details.get("tensor", r.site.output)) for r in records}
         result.verify = run_verify(reference, converted, inputs, verify.providers,
                                    samples=verify.samples, seed=verify.seed, atol=verify.atol,

@@ -8,9 +8,10 @@ leaves a half-written model; models over 2 GB are written with external data.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from typing import Optional
+from typing import List, Optional
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -81,6 +82,17 @@ def load(path: str, weights: Optional[str] = None, *, seed: int = 0) -> onnx.Mod
     if weights is not None:
         raise BadInput(f"{weights}: --weights applies to Caffe prototxt models only, not to {path}")
     return _load_onnx(path)
+
+
+IMPORT_NOTES_KEY = "lrnconv:notes"
+
+
+def import_notes(model: onnx.ModelProto) -> List[str]:
+    """What an importer said about the model (e.g. 'no --weights: seeded random weights')."""
+    for prop in model.metadata_props:
+        if prop.key == IMPORT_NOTES_KEY:
+            return list(json.loads(prop.value))
+    return []
 
 
 def same_file(a: str, b: str) -> bool:

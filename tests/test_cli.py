@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
+import lrnconv
 from lrnconv.cli import main
 from conftest import lrn_model
 
@@ -135,7 +136,9 @@ def test_inspect_json(tiny_lrn_file):
     data = json.loads(result.stdout)
     site = data["sites"][0]
     assert (site["size"], site["alpha"], site["beta"], site["bias"], site["channels"]) == (5, 0.01, 0.75, 1.5, 7)
-    assert site["strategies"] == {"decompose": "exact", "keep": "exact"}
+    assert site["strategies"] == {"remove": "approximate", "fold": "approximate", "bn": "approximate",
+                                  "l2": "approximate", "decompose": "exact", "keep": "exact"}
+    assert list(site["strategies"]) == list(lrnconv.strategies())
     assert site["family"] == "onnx" and site["input"] == "x" and site["output"] == "y"
 
 

@@ -29,7 +29,7 @@ __all__ = ["load_caffe", "SITES_KEY", "NOTES_KEY"]
 logger = logging.getLogger(__name__)
 
 SITES_KEY = "lrnconv:sites"
-NOTES_KEY = "lrnconv:notes"
+from ..modelio import IMPORT_NOTES_KEY as NOTES_KEY
 BATCH_PARAM = "N"
 
 
