@@ -14,12 +14,11 @@ import tempfile
 from typing import List, Optional
 
 import onnx
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, EncodeError
 from onnx import external_data_helper
 
 from .errors import BadInput, OutputError
 
-PROTOBUF_LIMIT = 2**31 - 1
 CAFFE_SUFFIXES = (".prototxt", ".pbtxt")
 
 
@@ -123,13 +122,19 @@ def save(model: onnx.ModelProto, path: str) -> None:
     name = os.path.basename(path)
     try:
         staged = os.path.join(staging, name)
-        if model.ByteSize() > PROTOBUF_LIMIT:
+        try:
+            payload = model.SerializeToString()  # sizing it first would serialize twice
+        except (EncodeError, ValueError):  # protobuf refuses messages over 2 GB
+            payload = None
+        if payload is None:
             data_name = name + ".data"
             onnx.save_model(model, staged, save_as_external_data=True, all_tensors_to_one_file=True,
                             location=data_name, size_threshold=1024)
             os.replace(os.path.join(staging, data_name), os.path.join(folder, data_name))
         else:
-            onnx.save_model(model, staged)
+            with open(staged, "wb") as f:
+                f.write(payload)
+            del payload
         os.replace(staged, path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
