@@ -129,10 +129,9 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
     tolerance = tolerance or Tolerance()
     notes: List[str] = [] if sites else ["no LRN site found; the model is unchanged"]
     options = dict(options or {})
-    needs_data = strategy == AUTO or getattr(registry.get(strategy), "needs_calibration", False)
     fitted: Optional[Calibration] = None
     provider = (verify.providers[0] if verify is not None and verify.providers else "cpu")
-    if needs_data and any(s.alpha != 0 for s in sites):
+    if "stats" not in options and _needs_statistics(strategy, sites):
         fitted = calibrate(model, sites, calibration, samples=calibration_samples, provider=provider)
         options["stats"] = fitted.stats
         notes.extend(fitted.notes)
@@ -162,7 +161,8 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
                                 f"(the second half of the data; the first {fitted.calibration_samples} fitted it)")
         elif inputs is None and calibration is not None:
             inputs = calibration  # nothing was fitted on it, so all of it is fair to verify on
-        site_tensors = {r.site.output: str(r.details.get("tensor", r.site.output)) for r in records}
+        site_tensors = {r.site.output: r.details.get("tensor", r.site.output) for r in records}
+        site_tensors = {k: v for k, v in site_tensors.items() if v is not None}  # folded forward: none
         result.verify = run_verify(reference, converted, inputs, verify.providers,
                                    samples=verify.samples, seed=verify.seed, atol=verify.atol,
                                    rtol=verify.rtol, per_site=True, site_tensors=site_tensors,
@@ -171,6 +171,12 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
         result.notes.extend(n for n in result.verify.notes if n not in result.notes)
     log.info("%d LRN site(s) rewritten with %s", len(records), strategy)
     return result
+
+
+def _needs_statistics(strategy: str, sites) -> bool:
+    """Whether any site needs fitted parameters (auto: any site some strategy could fit)."""
+    candidates = list(strategies().values()) if strategy == AUTO else [strategies()[strategy]]
+    return any(getattr(c, "needs_stats", lambda _: False)(site) for c in candidates for site in sites)
 
 
 def _attach_site_drift(result: ConversionResult) -> None:

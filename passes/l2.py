@@ -1,0 +1,99 @@
+"""``l2``: the LRN site as ``LpNormalization(axis=1, p=2)`` times a constant.
+
+    before:  x -> LRN -> y          after:  x -> LpNormalization(axis=1, p=2) -> Mul(k) -> y
+
+Maths: when the window ``[c - (size-1)//2, c + size//2]`` covers every channel for every
+c (``(size-1)//2 >= C-1`` and ``size//2 >= C-1``), ``S(c) = ||x||_2^2`` over the channels,
+and with ``bias == 0`` and ``beta == 0.5``
+
+    y = x / (alpha/size * ||x||^2)^0.5 = sqrt(size/alpha) * x / ||x||_2
+
+exactly: ``k = sqrt(size/alpha)``, no calibration needed. This is how face-embedding
+nets used LRN as an L2 norm. (At ``x == 0`` the LRN gives 0/0; LpNormalization's
+answer there is the runtime's.)
+
+Everywhere else the rewrite is approximate and only applied because the user asked
+for ``l2`` by name or through ``auto``: ``k`` is the least-squares fit of
+``y ~ k x / ||x||`` on calibration data (``SiteStats.l2_scale``), and the reason says
+which condition failed. The Mul writes the LRN output tensor, so the name and every
+consumer stay. A Caffe WITHIN_CHANNEL decomposition (a spatial normalization, which
+an L2 norm over channels only approximates) is replaced as a whole.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import List
+
+from lrnconv.nodes import OpBuilder
+from lrnconv.sites import LrnSite
+from lrnconv.strategy import APPROXIMATE, EXACT, NOT_APPLICABLE, RewriteContext, SiteRecord, Verdict
+
+from ._rewire import SiteSpan, numpy_dtype, rank_reason, site_stats
+
+log = logging.getLogger(__name__)
+
+
+def inexact_reasons(site: LrnSite) -> List[str]:
+    """What keeps a site from being exactly an L2 normalization (empty when it is)."""
+    if not site.is_node:
+        return ["Caffe WITHIN_CHANNEL normalizes over a spatial window, not over channels"]
+    reasons = []
+    if site.bias != 0:
+        reasons.append(f"bias = {site.bias:g} (not 0)")
+    if site.beta != 0.5:
+        reasons.append(f"beta = {site.beta:g} (not 0.5)")
+    if site.alpha <= 0:
+        reasons.append(f"alpha = {site.alpha:g} (not positive)")
+    lo, hi = site.window
+    if site.channels is None:
+        reasons.append("the channel count is unknown, so the window cannot be shown to cover it")
+    elif min(lo, hi) < site.channels - 1:
+        reasons.append(f"the window of {site.size} (reaching {lo} back, {hi} ahead) does not "
+                       f"cover all {site.channels} channels (needs size >= {2 * site.channels - 1})")
+    return reasons
+
+
+class L2Norm:
+    """LRN -> LpNormalization(p=2) * k."""
+
+    name = "l2"
+    cost = 40
+    needs_calibration = True
+
+    def needs_stats(self, site: LrnSite) -> bool:
+        """Whether rewriting this site needs calibration statistics (not for exact sites)."""
+        return bool(inexact_reasons(site))
+
+    def check(self, site: LrnSite) -> Verdict:
+        reason = rank_reason(site)
+        if reason:
+            return Verdict(NOT_APPLICABLE, reason)
+        reasons = inexact_reasons(site)
+        if not reasons:
+            return Verdict(EXACT, f"bias = 0, beta = 0.5 and the window covers all {site.channels} "
+                                  f"channels: y = x * sqrt(size/alpha) / ||x||_2")
+        return Verdict(APPROXIMATE, "L2 normalization with a fitted constant; not exact because "
+                                    + "; ".join(reasons))
+
+    def rewrite(self, ctx: RewriteContext, site: LrnSite) -> SiteRecord:
+        verdict = self.check(site)
+        if verdict.status == EXACT:
+            constant = math.sqrt(site.size / site.alpha)
+            details = {"constant": constant, "fitted": False}
+        else:
+            stats = site_stats(ctx, site, self.name)
+            constant = stats.l2_scale()
+            details = {"constant": constant, "fitted": True}
+        span = SiteSpan.locate(ctx, site, self.name)
+        position = span.detach()
+        b = OpBuilder(ctx.names, site.name, ctx.opset, numpy_dtype(site))
+        unit = b.op("LpNormalization", "l2_normalized", [span.x], {"axis": 1, "p": 2})
+        b.op("Mul", "scaled", [unit, b.const("constant", constant)], output=span.y)
+        span.insert(position, b.nodes)
+        details.update({"tensor": span.y.name, "replaced": [n.name for n in span.nodes]})
+        log.debug("l2 %s: %s, k = %g", site.name, verdict.status, constant)
+        return SiteRecord(site, self.name, verdict.status, verdict.reason, details)
+
+
+l2 = L2Norm()
