@@ -8,6 +8,8 @@ as it was before the rewrite.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -19,7 +21,7 @@ from .calibrate import DEFAULT_CALIBRATION_SAMPLES, Calibration, calibrate
 from .drift import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from .errors import UnsupportedModel, UsageError
 from .preserve import EditableModel
-from .sites import find_lrn
+from .sites import SITES_METADATA_KEY, declared_sites, find_lrn
 from .strategy import EXACT, NOT_APPLICABLE, NameAllocator, RewriteContext, SiteRecord
 from .verify import DEFAULT_SAMPLES, DriftReport, verify as run_verify
 
@@ -88,10 +90,33 @@ def rewrite(model: onnx.ModelProto, plan: Mapping[str, str], *, inplace: bool = 
         target.CopyFrom(model)
     editable = EditableModel(target)
     ctx = RewriteContext(editable, NameAllocator(editable.all_names()), dict(options or {}))
-    records = [registry[plan[site.output]].rewrite(ctx, site) for site in sites]
-    for record in records:
-        log.debug("%s: %s %s (%s)", record.site.name, record.strategy, record.status, record.reason)
-    return editable.commit(), records
+    records: List[SiteRecord] = []
+    carriers: Dict[str, str] = {}
+    for site in sites:
+        if site.input in carriers:  # an earlier site was bypassed: its input carries the value now
+            site = dataclasses.replace(site, input=carriers[site.input])
+        record = registry[plan[site.output]].rewrite(ctx, site)
+        carrier = record.details.get("tensor")
+        if carrier and carrier != site.output:
+            carriers[site.output] = carrier
+        log.debug("%s: %s %s (%s)", site.name, record.strategy, record.status, record.reason)
+        records.append(record)
+    converted = editable.commit()
+    _forget_rewritten_sites(converted, records)
+    return converted, records
+
+
+def _forget_rewritten_sites(model: onnx.ModelProto, records: Sequence[SiteRecord]) -> None:
+    """Drop importer-declared sites that no longer exist, so a later find_lrn does not see them."""
+    declared = declared_sites(model)
+    if not declared:
+        return
+    gone = {r.site.name for r in records
+            if (r.site.is_node and r.strategy != "keep") or (not r.site.is_node and r.strategy not in ("keep", "decompose"))}
+    kept = [entry for name, entry in declared.items() if name not in gone]
+    for prop in model.metadata_props:
+        if prop.key == SITES_METADATA_KEY:
+            prop.value = json.dumps(kept)
 
 
 def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
