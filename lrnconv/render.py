@@ -76,10 +76,44 @@ def report_text(report: DriftReport, label: str = "", show_notes: bool = True) -
     return "\n".join(lines)
 
 
+def _range(summary: Dict[str, float]) -> str:
+    return f"{summary['min']:.3g}..{summary['max']:.3g}"
+
+
+def record_summary(record) -> str:
+    """One line of what a strategy did at a site: fitted parameters, where, what auto rejected."""
+    d = record.details
+    parts = []
+    if "folded" in d:
+        parts.append(str(d["folded"]))
+    if "scale" in d:
+        parts.append(f"scale {_range(d['scale'])}")
+    if "shift" in d:
+        parts.append(f"shift {_range(d['shift'])}")
+    if "constant" in d:
+        parts.append(f"constant {d['constant']:.4g}" + (" (fitted)" if d.get("fitted") else ""))
+    if "window" in d and record.strategy == "decompose" and record.site.is_node:
+        parts.append(f"{d['window']} window, {d['power']} power")
+    if "residual_rms" in d:
+        parts.append(f"fit residual {d['residual_rms']:.3g} of rms(y)")
+    rejected = [f"{a['strategy']} ({a['reason']})" for a in d.get("auto", []) if not a["accepted"]]
+    if rejected:
+        parts.append("auto rejected: " + "; ".join(rejected))
+    return "; ".join(parts)
+
+
 def records_text(records) -> str:
-    """``convert``'s per-site lines."""
-    rows = [[r.site.name, r.site.family, r.strategy, r.status, r.reason] for r in records]
-    return "\n".join(_table(["site", "family", "strategy", "status", "reason"], rows)) if rows else "no LRN site"
+    """``convert``'s per-site table: strategy, exact or approximate, drift right after the site, details."""
+    rows = []
+    for r in records:
+        site_drift = (r.drift or {}).get("cpu") or next(iter((r.drift or {}).values()), None)
+        rows.append([r.site.name, r.site.family, r.strategy, r.status,
+                     _g(site_drift["max_rel"]) if site_drift else "-", r.reason])
+        summary = record_summary(r)
+        if summary:
+            rows.append(["", "", "", "", "", summary])
+    header = ["site", "family", "strategy", "status", "site max rel", "reason / details"]
+    return "\n".join(_table(header, rows)) if rows else "no LRN site"
 
 
 def zoo_markdown(entries: Sequence[Dict[str, object]]) -> str:
