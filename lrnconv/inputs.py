@@ -59,8 +59,8 @@ def load_inputs(path: str, model: onnx.ModelProto, samples: Optional[int] = None
     names = [vi.name for vi in graph_inputs(model)]
     if not os.path.isfile(path):
         raise BadInput(f"{path}: no such data file")
-    try:
-        data = np.load(path, allow_pickle=False)
+    try:  # .npy is memory-mapped: calibration streams it batch by batch
+        data = np.load(path, allow_pickle=False, mmap_mode="r" if path.endswith(".npy") else None)
     except Exception as exc:  # numpy raises several types for malformed files
         raise BadInput(f"{path}: not a readable .npy/.npz file ({exc})") from None
     if isinstance(data, np.ndarray):
