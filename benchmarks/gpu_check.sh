@@ -33,4 +33,4 @@ python3 -m pytest -m cuda -q -rs -p no:cacheprovider tests/test_cuda.py 2>&1 | t
 python3 -m lrnconv zoo -o "$out/zoo" --providers cpu,cuda --samples 32 2>&1 | tail -n 3 | tee "$out/zoo_cli.txt"
 cp "$out/zoo/report.md" "$out/zoo_report.md" && rm -rf "$out/zoo"
 python3 benchmarks/cuda_verify.py 2>&1 | tee "$out/cuda_verify.md"
-python3 benchmarks/bench_decompose.py --provider cuda --batches 1,32 --quick 2>&1 | tee "$out/bench_decompose_cuda.md"
+python3 benchmarks/bench_decompose.py --provider cuda --batches 1,32 --runs 1:30,32:10 --wait-quiet 0 --out "$out/bench_decompose_cuda.md" 2>&1 | tail -n 40
