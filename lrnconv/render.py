@@ -127,7 +127,7 @@ def zoo_markdown(entries: Sequence[Dict[str, object]]) -> str:
             continue
         worst = e.get("worst") or {}
         lines.append(f"| {e['model']} | {e['strategy']} | {e['sites']} | {e['exact_sites']} | "
-                     f"{_g(worst.get('max_rel'))} | {_g(worst.get('cosine'), 7)} | {_g(worst.get('top1'))} | "
+                     f"{_g(worst.get('max_rel'))} | {_g(worst.get('cosine'), 8)} | {_g(worst.get('top1'))} | "
                      f"{e['seconds']:.1f} | {'PASSED' if e['passed'] else 'FAILED'} |")
     notes = sorted({n for e in entries for n in e.get("notes", [])})
     if notes:

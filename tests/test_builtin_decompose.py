@@ -10,11 +10,11 @@ from lrnconv.inputs import random_inputs
 from lrnconv.models import BUILTIN, build
 from conftest import max_rel, run
 
-END_TO_END_MAX_REL = 5e-5
+END_TO_END_MAX_REL = 1e-4
 """Drift against ONNX Runtime's *native* LRN, after ~10 more layers. The native kernel is
-itself off float64 by up to ~4e-6 at these sites (running-sum cancellation) and decompose
+itself off float64 by up to ~7e-6 at these sites (running-sum cancellation) and decompose
 by < 1e-6 (tests/test_lrn_accuracy.py); the network amplifies the native kernel's error to
-1e-5..4e-5 at 'prob' on the full replicas, so 1e-5 would test the native kernel, not us."""
+5e-6..4.5e-5 at 'prob' on the full replicas, so 1e-5 would test the native kernel, not us."""
 
 
 def check_decomposed(model: onnx.ModelProto, samples: int = 32):

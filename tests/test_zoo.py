@@ -24,7 +24,7 @@ def test_builtin_zoo_small(tmp_path):
     assert {e["model"] for e in report["entries"]} == set(BUILTIN)
     for entry in report["entries"]:
         assert entry["passed"] and entry["sites"] == entry["exact_sites"] >= 2
-        assert entry["worst"]["max_rel"] <= 5e-5 and entry["worst"]["top1"] == 1.0
+        assert entry["worst"]["max_rel"] <= 1e-4 and entry["worst"]["top1"] == 1.0
         converted = onnx.load(entry["output"])
         assert "LRN" not in {n.op_type for n in converted.graph.node}
     markdown = (tmp_path / "report.md").read_text()
