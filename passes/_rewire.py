@@ -37,7 +37,7 @@ from lrnconv.errors import UnsupportedModel, UsageError
 from lrnconv.nodes import OpBuilder
 from lrnconv.sites import LrnSite
 from lrnconv.stats import SiteStats
-from lrnconv.strategy import RewriteContext
+from lrnconv.strategy import APPROXIMATE, EXACT, NOT_APPLICABLE, RewriteContext, Verdict
 
 
 def constant_factor(site: LrnSite) -> Optional[float]:
@@ -69,6 +69,18 @@ def rank_reason(site: LrnSite) -> Optional[str]:
     if site.rank is not None and site.rank < 2:
         return f"LRN input '{site.input}' has rank {site.rank}; LRN needs at least [N, C]"
     return None
+
+
+def scale_verdict(site: LrnSite, exact_suffix: str, approximate: str) -> Verdict:
+    """The check of the per-channel-scale strategies (fold, bn): exact for a constant scale."""
+    reason = rank_reason(site) or degenerate_reason(site)
+    if reason:
+        return Verdict(NOT_APPLICABLE, reason)
+    factor = constant_factor(site)
+    if factor is not None:
+        why = "beta = 0" if site.beta == 0 else "alpha = 0"
+        return Verdict(EXACT, f"{why}: the LRN is the constant scale {factor:.6g}{exact_suffix}")
+    return Verdict(APPROXIMATE, approximate)
 
 
 def site_stats(ctx: RewriteContext, site: LrnSite, strategy: str) -> SiteStats:

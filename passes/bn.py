@@ -30,9 +30,9 @@ import onnx
 from lrnconv.errors import UnsupportedModel
 from lrnconv.nodes import OpBuilder
 from lrnconv.sites import LrnSite
-from lrnconv.strategy import APPROXIMATE, EXACT, NOT_APPLICABLE, RewriteContext, SiteRecord, Verdict
+from lrnconv.strategy import RewriteContext, SiteRecord, Verdict
 
-from ._rewire import SiteSpan, constant_factor, degenerate_reason, numpy_dtype, rank_reason, site_stats, summary
+from ._rewire import SiteSpan, constant_factor, numpy_dtype, scale_verdict, site_stats, summary
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +57,8 @@ class BatchNorm:
         return constant_factor(site) is None
 
     def check(self, site: LrnSite) -> Verdict:
-        reason = rank_reason(site) or degenerate_reason(site)
-        if reason:
-            return Verdict(NOT_APPLICABLE, reason)
-        factor = constant_factor(site)
-        if factor is not None:
-            why = "beta = 0" if site.beta == 0 else "alpha = 0"
-            return Verdict(EXACT, f"{why}: the LRN is the constant scale {factor:.6g}, "
-                                  f"a BatchNormalization with shift 0")
-        return Verdict(APPROXIMATE, "per-channel scale and shift fitted by least squares "
-                                    "on calibration data")
+        return scale_verdict(site, ", a BatchNormalization with shift 0",
+                             "per-channel scale and shift fitted by least squares on calibration data")
 
     def rewrite(self, ctx: RewriteContext, site: LrnSite) -> SiteRecord:
         verdict = self.check(site)

@@ -54,10 +54,10 @@ from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
 
 from lrnconv.nodes import OpBuilder
 from lrnconv.sites import LrnSite
-from lrnconv.strategy import APPROXIMATE, EXACT, NOT_APPLICABLE, RewriteContext, SiteRecord, Verdict
+from lrnconv.strategy import RewriteContext, SiteRecord, Verdict
 
-from ._rewire import (SiteSpan, consumers, constant_factor, degenerate_reason, describe, drop_nodes,
-                      numpy_dtype, per_channel_shape, rank_reason, site_stats, summary)
+from ._rewire import (SiteSpan, consumers, constant_factor, describe, drop_nodes, scale_verdict,
+                      numpy_dtype, per_channel_shape, site_stats, summary)
 
 log = logging.getLogger(__name__)
 
@@ -318,14 +318,7 @@ class Fold:
         return constant_factor(site) is None
 
     def check(self, site: LrnSite) -> Verdict:
-        reason = rank_reason(site) or degenerate_reason(site)
-        if reason:
-            return Verdict(NOT_APPLICABLE, reason)
-        factor = constant_factor(site)
-        if factor is not None:
-            why = "beta = 0" if site.beta == 0 else "alpha = 0"
-            return Verdict(EXACT, f"{why}: the LRN is the constant scale {factor:.6g}")
-        return Verdict(APPROXIMATE, "per-channel scale fitted by least squares on calibration data")
+        return scale_verdict(site, "", "per-channel scale fitted by least squares on calibration data")
 
     def rewrite(self, ctx: RewriteContext, site: LrnSite) -> SiteRecord:
         verdict = self.check(site)
