@@ -168,3 +168,15 @@ def test_verify_missing_cuda_provider_is_exit_2(tiny_lrn_file):
     else:
         result = invoke("verify", tiny_lrn_file, tiny_lrn_file, "--providers", "cuda")
         assert_clean_error(result, "CUDAExecutionProvider")
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(),
+                    reason="CUDA is present: ONNX Runtime would not fall back")
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_silent_provider_fallback_is_an_error(tiny_lrn_file):
+    """Asked for a provider it lacks, ONNX Runtime quietly runs on CPU; lrnconv refuses that."""
+    from lrnconv.runtime import create_session
+
+    with pytest.raises(lrnconv.ProviderUnavailable, match="silently replaced CUDAExecutionProvider"):
+        create_session(onnx.load(str(tiny_lrn_file)), "CUDAExecutionProvider")
+

@@ -29,7 +29,6 @@ import lrnconv
 from lrnconv.cli import main as cli_main
 from lrnconv.drift import Tolerance
 
-pytest.importorskip("sklearn", reason="scikit-learn (a test extra) provides the digits data set")
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 MODEL_PATH = os.path.join(FIXTURES, "digits_lrn.onnx")
@@ -212,3 +211,24 @@ def test_cli_verify_uses_all_of_the_data_by_default(digits, tmp_path):
     assert run.exit_code == 0, run.output
     shape = json.loads(run.stdout)["providers"]["cpu"]["outputs"]["prob"]["shape"]
     assert shape == list(digits["reference"].shape)
+
+
+def test_cli_auto_report_explains_every_choice(digits, tmp_path):
+    """convert --strategy auto --calib: per site the choice, exact or not, fit, drift, rejections."""
+    calib = tmp_path / "calib.npy"
+    np.save(calib, digits["x_test"])
+    out, report = tmp_path / "auto.onnx", tmp_path / "auto.json"
+    result = CliRunner().invoke(cli_main, ["convert", MODEL_PATH, "-o", str(out), "--strategy", "auto", "--calib", str(calib),
+                    "--tolerance", "top1=0.98,cosine=0.99", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "auto rejected: remove" in result.stdout
+    data = json.loads(report.read_text())
+    assert data["strategy"] == "auto" and data["verify"]["tolerance"] == {"top1": 0.98, "cosine": 0.99}
+    for site in data["sites"]:
+        assert site["status"] in ("exact", "approximate") and site["reason"]
+        tried = site["details"]["auto"]
+        assert tried[-1]["accepted"] and tried[-1]["strategy"] == site["strategy"]
+        assert all(not t["accepted"] and "tolerance" in t["reason"] for t in tried[:-1])
+        assert site["drift"]["cpu"]["cosine"] > 0
+    outputs = data["verify"]["providers"]["cpu"]["outputs"]["prob"]
+    assert outputs["shape"][0] == len(np.load(calib)) // 2 and outputs["top1"] >= 0.98
