@@ -2,7 +2,8 @@
 # The CUDA half of lrnconv's checks, as one script for the lent GPU machine.
 #
 # Before: here, `bash ../shared/gpu/prepare.sh` (downloads onnxruntime-gpu and
-# onnx-graphsurgeon wheels, splits the big one into .whl/part-K). On the device, one call
+# onnx-graphsurgeon wheels, splits the big one into .whl/part-K), then
+# `bash benchmarks/gpu_wheels.sh` (onnx, numpy, click, pytest ... into .whl/small, 25 MB). On the device, one call
 # per part, back to back (carry [".whl/part-K"]):  cat .whl/part-K/chunk-* >> ~/ortgpu.whl
 # Last call (carry [".whl/small"]):
 #     bash benchmarks/gpu_check.sh ~/ortgpu.whl onnxruntime_gpu-<version>-<tags>.whl
@@ -10,7 +11,7 @@
 # commit it under benchmarks/results/cuda/ with the card named.
 set -u
 wheel_blob=${1:?reassembled wheel (e.g. ~/ortgpu.whl)}
-wheel_name=${2:?the wheel's original file name (pip needs it)}
+wheel_name=${2:?the original file name of the wheel (pip needs it)}
 out=${OUT:-benchmarks/results/cuda}
 mkdir -p "$out"
 site=$HOME/site
@@ -23,6 +24,8 @@ cp -r passes "$site/lrnconv/passes"
 cp -r models "$site/lrnconv/models"
 export PYTHONPATH=$site
 
+python3 -c "import onnx, onnxruntime, onnx_graphsurgeon, click, pytest, numpy" \
+  || { echo "a module is missing on the GPU machine: see benchmarks/gpu_wheels.sh"; exit 2; }
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   python3 -c "import onnxruntime as o, numpy, onnx; print('onnxruntime', o.__version__, o.get_available_providers()); print('onnx', onnx.__version__, 'numpy', numpy.__version__)"
