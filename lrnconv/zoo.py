@@ -19,6 +19,7 @@ from .convert import AUTO, VerifyOptions, convert, strategies
 from .errors import LrnConvError, UsageError
 from .modelio import load, save
 from .render import zoo_markdown
+from .runtime import resolve_providers
 
 Progress = Callable[[str], None]
 
@@ -120,6 +121,7 @@ def run_zoo(items: Sequence[ZooItem], outdir: str, strategy_names: Sequence[str]
     unknown = [s for s in strategy_names if s not in known]
     if unknown:
         raise UsageError(f"unknown strategy {unknown}; choose from {', '.join(known)}")
+    resolve_providers(verify.providers)  # a missing provider is a usage error, not N failed models
     if shard:
         items = [item for i, item in enumerate(items) if i % shard[1] == shard[0]]
     os.makedirs(outdir, exist_ok=True)

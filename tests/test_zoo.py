@@ -66,3 +66,12 @@ def test_shard_option_runs_only_its_part(tmp_path):
     assert result.exit_code == 0, result.output
     entries = json.loads((tmp_path / "report.json").read_text())["entries"]
     assert [e["model"] for e in entries] == list(BUILTIN)[1::2]
+
+
+def test_missing_provider_stops_the_zoo_before_any_model(tmp_path):
+    import onnxruntime as ort
+
+    provider = "cuda" if "CUDAExecutionProvider" not in ort.get_available_providers() else "NoSuchExecutionProvider"
+    result = invoke("zoo", "-o", tmp_path / "z", "--variant", "small", "--providers", f"cpu,{provider}")
+    assert result.exit_code == 2 and "not available" in result.stderr
+    assert not (tmp_path / "z" / "alexnet").exists()
