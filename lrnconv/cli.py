@@ -26,6 +26,7 @@ from .passes.decompose import POWERS, WINDOWS
 from .modelio import import_notes, load, same_file, save
 from .render import records_text, report_text, sites_text
 from .sites import find_lrn
+from .targets import target_support
 from .verify import DEFAULT_SAMPLES, verify as run_verify
 from .zoo import builtin_items, folder_items, parse_shard, run_zoo
 
@@ -123,7 +124,8 @@ def inspect(model: str, weights: Optional[str], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"model": model, "sites": [
             dict(s.to_dict(), strategies={n: v.status for n, v in verdicts[s.output].items()},
-                 reasons={n: v.reason for n, v in verdicts[s.output].items()}) for s in sites]}, indent=2))
+                 reasons={n: v.reason for n, v in verdicts[s.output].items()},
+                 targets=target_support(s)) for s in sites]}, indent=2))
     else:
         click.echo(sites_text(model, sites, verdicts))
 

@@ -10,6 +10,7 @@ from typing import Dict, Iterable, List, Sequence
 from .drift import Drift
 from .sites import LrnSite
 from .strategy import Verdict
+from .targets import target_support
 from .verify import DriftReport
 
 
@@ -41,6 +42,9 @@ def sites_text(path: str, sites: Sequence[LrnSite], verdicts: Dict[str, Dict[str
                     + [verdicts[s.output][n].status for n in names])
     lines = [f"{path}: {len(sites)} LRN site(s)"]
     lines += _table(["site", "family", "parameters", "C", "producer -> consumers", "where"] + names, rows)
+    lines.append("native LRN on targets:")
+    for s in sites:
+        lines += [f"  {s.name} {target}: {verdict}" for target, verdict in target_support(s).items()]
     return "\n".join(lines)
 
 

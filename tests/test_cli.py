@@ -180,3 +180,17 @@ def test_silent_provider_fallback_is_an_error(tiny_lrn_file):
     with pytest.raises(lrnconv.ProviderUnavailable, match="silently replaced CUDAExecutionProvider"):
         create_session(onnx.load(str(tiny_lrn_file)), "CUDAExecutionProvider")
 
+
+
+@pytest.mark.parametrize("size,beta,bias,trt,dla,tflite", [
+    (5, 0.75, 1.0, "native", "native", "depth_radius=2"),
+    (11, 0.75, 2.0, "native", "window 11 not in", "depth_radius=5"),
+    (17, 0.75, 1.0, "must be odd and in [1, 15]", "window 17 not in", "depth_radius=8"),
+    (4, 0.75, 1.0, "must be odd", "window 4 not in", "even window 4"),
+    (5, 0.005, 0.0, "beta 0.005 < 0.01; bias 0 < 1e-5", "beta 0.005", "alpha=0.0002"),
+])
+def test_inspect_reports_target_limits(tmp_path, size, beta, bias, trt, dla, tflite):
+    path = tmp_path / "m.onnx"
+    onnx.save(lrn_model(size, beta=beta, bias=bias, alpha=1e-3), str(path))
+    targets = json.loads(invoke("inspect", path, "--json").stdout)["sites"][0]["targets"]
+    assert trt in targets["tensorrt"] and dla in targets["tensorrt-dla"] and tflite in targets["tflite"]
