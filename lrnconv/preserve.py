@@ -152,7 +152,7 @@ class EditableModel:
         scope = outer | {t.name for t in proto.initializer}
         new_nodes: List[onnx.NodeProto] = []
         for node in graph.nodes:
-            new_nodes.append(self._restore_node(path, proto, node, removed, legacy_inputs, scope))
+            new_nodes.append(self._restore_node(path, proto, node, removed, scope))
         del proto.node[:]
         proto.node.extend(new_nodes)
 
@@ -179,7 +179,7 @@ class EditableModel:
                 del proto.value_info[i]
 
     def _restore_node(self, path: GraphPath, proto: onnx.GraphProto, node: gs.Node,
-                      removed: Set[str], legacy_inputs: bool, scope: Set[str]) -> onnx.NodeProto:
+                      removed: Set[str], scope: Set[str]) -> onnx.NodeProto:
         origin = self._origin.get(id(node))
         if origin is not None and origin[0] is node:
             original = proto.node[origin[1]]
