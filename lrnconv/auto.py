@@ -20,7 +20,7 @@ from .drift import Tolerance, compare
 from .runtime import create_session, resolve_providers
 from .sites import LrnSite
 from .strategy import EXACT, NOT_APPLICABLE
-from .verify import DEFAULT_BATCH, runnable_reference
+from .verify import DEFAULT_BATCH, reference_session
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,9 @@ def select(reference_bytes: bytes, sites: Sequence[LrnSite], calibration: Option
     evaluation = calibration.evaluation if calibration is not None else None
     expected = None
     if evaluation is not None:
-        runnable, _ = runnable_reference(reference, provider, evaluation)
+        session, _ = reference_session(reference, provider, evaluation)
         outputs = [o.name for o in reference.graph.output]
-        expected = create_session(runnable, provider).run(evaluation, DEFAULT_BATCH, outputs)
+        expected = session.run(evaluation, DEFAULT_BATCH, outputs)
     stats = options.get("stats", {})
 
     plan: Dict[str, str] = {}

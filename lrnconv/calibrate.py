@@ -18,10 +18,10 @@ import onnx
 
 from .errors import BadInput
 from .inputs import PIXEL_HIGH, PIXEL_LOW, random_inputs
-from .runtime import create_session, resolve_providers
+from .runtime import resolve_providers
 from .sites import LrnSite
 from .stats import SiteStats
-from .verify import DEFAULT_BATCH, runnable_reference
+from .verify import DEFAULT_BATCH, reference_session
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,6 @@ def calibrate(model: onnx.ModelProto, sites: Sequence[LrnSite],
                      "this way may be far off on real data")
     fit, evaluation = split_halves(inputs)
     (provider,) = resolve_providers([provider])
-    runnable, note = runnable_reference(model, provider, fit)
-    if note:
-        notes.append(note)
     reachable = [s for s in sites if not s.graph_path]
     for s in sites:
         if s.graph_path:
@@ -84,7 +81,9 @@ def calibrate(model: onnx.ModelProto, sites: Sequence[LrnSite],
     exposed: List[str] = list(dict.fromkeys(n for s in reachable for n in (s.input, s.output)))
     stats: Dict[str, SiteStats] = {}
     if exposed:
-        session = create_session(runnable, provider, exposed)
+        session, note = reference_session(model, provider, fit, exposed)
+        if note:
+            notes.append(note)
         for batch in session.batches(fit, batch_size, exposed):
             for s in reachable:
                 x, y = batch[s.input], batch[s.output]

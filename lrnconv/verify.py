@@ -19,7 +19,7 @@ import onnx
 from .drift import DEFAULT_ATOL, DEFAULT_RTOL, Drift, Tolerance, compare
 from .errors import UnsupportedModel
 from .inputs import PIXEL_HIGH, PIXEL_LOW, random_inputs
-from .runtime import RuntimeRefused, create_session, resolve_providers, short_name
+from .runtime import RuntimeRefused, Session, create_session, resolve_providers, short_name
 from .sites import find_lrn
 
 log = logging.getLogger(__name__)
@@ -76,20 +76,21 @@ class DriftReport:
                 "notes": list(self.notes)}
 
 
-def runnable_reference(model: onnx.ModelProto, provider: str,
-                       probe: Mapping[str, np.ndarray]) -> Tuple[onnx.ModelProto, Optional[str]]:
-    """The model itself, or its exact decomposition where ONNX Runtime refuses to run it.
+def reference_session(model: onnx.ModelProto, provider: str, probe: Mapping[str, np.ndarray],
+                      expose: Sequence[str] = ()) -> Tuple[Session, Optional[str]]:
+    """A session of the model, or of its exact decomposition where ONNX Runtime refuses it.
 
     ONNX Runtime refuses some legal LRN models at session creation (even size, alpha = 0)
     and some only at run time (rank != 4 on CPU), so one probe sample is run.
 
     Returns:
-        (model to run, None) or (its exact decomposition, a note saying why).
+        (session, None), or (session of its exact decomposition, a note saying why).
     """
     one = {k: v[:1] for k, v in probe.items()}
     try:
-        create_session(model, provider).run(one)
-        return model, None
+        session = create_session(model, provider, expose)
+        session.run(one)
+        return session, None
     except RuntimeRefused as refusal:
         if not any(s.is_node for s in find_lrn(model)):
             raise UnsupportedModel(f"ONNX Runtime cannot run the reference model on {provider}: {refusal}") from None
@@ -98,7 +99,10 @@ def runnable_reference(model: onnx.ModelProto, provider: str,
         note = (f"ONNX Runtime refused the reference on {short_name(provider)} ({refusal}); "
                 "the reference is evaluated through its exact decomposition "
                 "(every LRN -> primitive ops, everything else unchanged)")
-        return convert(model, "decompose").model, note
+        try:
+            return create_session(convert(model, "decompose").model, provider, expose), note
+        except RuntimeRefused as again:
+            raise UnsupportedModel(f"ONNX Runtime cannot run the reference model on {provider}: {again}") from None
 
 
 def _tensor_names(model: onnx.ModelProto) -> set:
@@ -157,13 +161,10 @@ def verify(reference: onnx.ModelProto, candidate: onnx.ModelProto,
     reference_runs: Dict[str, Dict[str, np.ndarray]] = {}
     for provider in resolved:
         want = list(dict.fromkeys(outputs + list(pairs)))
-        runnable, note = runnable_reference(reference, provider, feeds)
+        session, note = reference_session(reference, provider, feeds, want)
         if note and note not in notes:
             notes.append(note)
-        try:
-            expected = create_session(runnable, provider, want).run(feeds, batch_size, want)
-        except RuntimeRefused as refusal:
-            raise UnsupportedModel(f"ONNX Runtime cannot run the reference model on {provider}: {refusal}") from None
+        expected = session.run(feeds, batch_size, want)
         try:
             cand_want = list(dict.fromkeys(outputs + list(pairs.values())))
             got = create_session(candidate, provider, cand_want).run(feeds, batch_size, cand_want)
