@@ -81,7 +81,7 @@ def select(reference_bytes: bytes, sites: Sequence[LrnSite], calibration: Option
             trial.update({later.output: FALLBACK for later in sites[index + 1:]})
             model = onnx.ModelProto()
             model.ParseFromString(reference_bytes)
-            candidate, _ = rewrite(model, trial, inplace=True, options=options)
+            candidate, _ = rewrite(model, trial, inplace=True, options=options, sites=sites)
             got = create_session(candidate, provider).run(evaluation, DEFAULT_BATCH, list(expected))
             drifts = {name: compare(got[name], expected[name]) for name in expected}
             accepted = all(tolerance.accepts(d) for d in drifts.values())

@@ -21,7 +21,7 @@ from .calibrate import DEFAULT_CALIBRATION_SAMPLES, Calibration, calibrate
 from .drift import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from .errors import UnsupportedModel, UsageError
 from .preserve import EditableModel
-from .sites import SITES_METADATA_KEY, declared_sites, find_lrn
+from .sites import SITES_METADATA_KEY, LrnSite, declared_sites, find_lrn
 from .strategy import EXACT, NOT_APPLICABLE, NameAllocator, RewriteContext, SiteRecord
 from .verify import DEFAULT_SAMPLES, DriftReport, verify as run_verify
 
@@ -72,14 +72,19 @@ class ConversionResult:
 
 
 def rewrite(model: onnx.ModelProto, plan: Mapping[str, str], *, inplace: bool = False,
-            options: Optional[Mapping[str, object]] = None) -> Tuple[onnx.ModelProto, List[SiteRecord]]:
+            options: Optional[Mapping[str, object]] = None,
+            sites: Optional[Sequence[LrnSite]] = None) -> Tuple[onnx.ModelProto, List[SiteRecord]]:
     """Apply a per-site plan (site output -> strategy name); the one place passes run.
+
+    Args:
+        sites: the model's sites when the caller already has them. Defaults to None
+            (discovered here).
 
     Raises:
         UnsupportedModel: a strategy cannot handle its site (the reason names it).
     """
     registry = strategies()
-    sites = find_lrn(model)
+    sites = find_lrn(model) if sites is None else sites
     for site in sites:
         verdict = registry[plan[site.output]].check(site)
         if verdict.status == NOT_APPLICABLE:
@@ -169,7 +174,7 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
         plan, choices = select(reference_bytes, sites, fitted, tolerance, provider, options)
     else:
         plan = {s.output: strategy for s in sites}
-    converted, records = rewrite(model, plan, inplace=inplace, options=options)
+    converted, records = rewrite(model, plan, inplace=inplace, options=options, sites=sites)
     for record in records:
         if record.site.output in choices:
             record.details["auto"] = choices[record.site.output]
