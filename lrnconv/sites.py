@@ -4,7 +4,9 @@ Nothing else in lrnconv parses LRN attributes: passes, verification and reports 
 from the ``LrnSite`` records made here. Sites are found in the main graph and inside
 ``If``/``Loop``/``Scan`` bodies. Sites imported from Caffe are described by the importer in
 the model's ``lrnconv:sites`` metadata (WITHIN_CHANNEL has no ONNX op, so it arrives
-already decomposed and only the metadata says where it is).
+already decomposed and only the metadata says where it is); PyTorch's
+``LocalResponseNorm``, which ``torch.onnx`` exports as primitive ops, is recognised by
+``lrnconv.patterns``. Sites are listed in graph (topological) order.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 import onnx
 
 from .errors import InvalidSite
+from .patterns import TORCH_FAMILY, torch_pattern_sites
 from .preserve import GraphPath, node_key, subgraph_attributes
 
 SITES_METADATA_KEY = "lrnconv:sites"
@@ -47,7 +50,9 @@ class LrnSite:
 
     @property
     def window(self) -> Tuple[int, int]:
-        """Channels before and after c in the ONNX window [c - lo, c + hi]."""
+        """Channels before and after c in the window [c - lo, c + hi] (PyTorch mirrors ONNX's)."""
+        if self.family == TORCH_FAMILY:
+            return self.size // 2, (self.size - 1) // 2
         return (self.size - 1) // 2, self.size // 2
 
     @property
@@ -176,18 +181,23 @@ def _walk(graph: onnx.GraphProto, path: GraphPath, facts: _TensorFacts,
             producers[out] = node.op_type
         for inp in node.input:
             consumers.setdefault(inp, []).append(node.op_type)
+    here: List[LrnSite] = []
+    nested: List[LrnSite] = []
     for node in graph.node:
         if node.op_type == "LRN" and node.domain in ("", "ai.onnx"):
-            sites.append(_site_from_node(node, path, facts, producers, consumers, caffe))
+            here.append(_site_from_node(node, path, facts, producers, consumers, caffe))
         for attr_name, sub in subgraph_attributes(node):
-            _walk(sub, path + ((node_key(node), attr_name),), facts, caffe, sites)
+            _walk(sub, path + ((node_key(node), attr_name),), facts, caffe, nested)
+    described = torch_pattern_sites(graph)
     if not path:
-        for declared in caffe.values():
-            if declared.get("family") == "caffe-within":
-                sites.append(_declared_site(declared, facts, producers, consumers))
+        described += [d for d in caffe.values() if d.get("family") == "caffe-within"]
+    here += [_declared_site(d, path, facts, producers, consumers) for d in described]
+    position = {out: i for i, node in enumerate(graph.node) for out in node.output}
+    sites.extend(sorted(here, key=lambda s: position.get(s.output, len(position))))
+    sites.extend(nested)
 
 
-def _declared_site(declared: dict, facts: _TensorFacts, producers, consumers) -> LrnSite:
+def _declared_site(declared: dict, path: GraphPath, facts: _TensorFacts, producers, consumers) -> LrnSite:
     x = declared["input"]
     shape = facts.shape.get(x)
     return LrnSite(
@@ -196,7 +206,7 @@ def _declared_site(declared: dict, facts: _TensorFacts, producers, consumers) ->
         bias=float(declared.get("bias", 1.0)), input=x, output=declared["output"],
         channels=shape[1] if shape is not None and len(shape) > 1 else None,
         rank=len(shape) if shape is not None else None,
-        elem_type=facts.elem_type.get(x, onnx.TensorProto.FLOAT),
+        elem_type=facts.elem_type.get(x, onnx.TensorProto.FLOAT), graph_path=path,
         producer=producers.get(x), consumers=tuple(consumers.get(declared["output"], ())),
         is_node=False)
 

@@ -32,7 +32,7 @@ def _tensorrt_problems(site: LrnSite, windows) -> List[str]:
 
 def target_support(site: LrnSite) -> Dict[str, str]:
     """Target name -> 'native LRN: ...' or 'rewrite needed: <why>'."""
-    if not site.is_node:
+    if site.family == "caffe-within":
         return {t: "rewrite needed: WITHIN_CHANNEL has no LRN op" for t in ("tensorrt", "tensorrt-dla", "tflite")}
     support = {}
     for target, windows in (("tensorrt", range(1, 16, 2)), ("tensorrt-dla", (3, 5, 7, 9))):

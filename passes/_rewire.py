@@ -268,9 +268,22 @@ def _decomposition(graph: gs.Graph, x: gs.Tensor, y: gs.Tensor):
     return nodes, feeders
 
 
+def _with_subgraph_nodes(nodes: List[gs.Node]) -> set:
+    """ids of the nodes and of every node in their subgraphs (an If body reads outer tensors)."""
+    inside = set()
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        inside.add(id(node))
+        for value in node.attrs.values():
+            if isinstance(value, gs.Graph):
+                stack.extend(value.nodes)
+    return inside
+
+
 def _leak(graph: gs.Graph, nodes: List[gs.Node], y: gs.Tensor) -> Optional[str]:
     """Why the decomposition cannot be replaced as a whole (an intermediate read outside)."""
-    inside = {id(n) for n in nodes}
+    inside = _with_subgraph_nodes(nodes)
     outputs = {id(t) for t in graph.outputs}
     for node in nodes:
         for tensor in node.outputs:

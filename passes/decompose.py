@@ -22,7 +22,8 @@ use ``Pow(d, -beta)`` or ``Exp(-beta * Log(d))``.
 float16 / bfloat16 sites are computed in float32 between two Casts (x^2 of Caffe-scale
 activations overflows float16). The last op writes the LRN's own output tensor, so the
 output name (and every consumer) is unchanged. Sites that arrive already decomposed
-(Caffe WITHIN_CHANNEL) are left as they are.
+(Caffe WITHIN_CHANNEL) are left as they are; PyTorch's exported chain (``torch-pattern``:
+Shape/Gather/If/Reshape around a ``Pow``) is replaced by this form, with PyTorch's window.
 """
 from __future__ import annotations
 
@@ -33,8 +34,11 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from lrnconv.nodes import OpBuilder
+from lrnconv.patterns import TORCH_FAMILY
 from lrnconv.sites import LrnSite
 from lrnconv.strategy import EXACT, NOT_APPLICABLE, RewriteContext, SiteRecord, Verdict
+
+from ._rewire import SiteSpan
 
 WINDOWS = ("pool", "conv", "cumsum")
 POWERS = ("roots", "pow", "explog")
@@ -63,6 +67,8 @@ class Decompose:
     cost = 50
 
     def check(self, site: LrnSite) -> Verdict:
+        if site.family == TORCH_FAMILY:
+            return Verdict(EXACT, "the exported op chain re-emitted in the faster form (no Pow, no shape ops)")
         if not site.is_node:
             return Verdict(EXACT, "already primitive ops (imported decomposition)")
         if site.rank is not None and site.rank < 2:
@@ -72,15 +78,15 @@ class Decompose:
 
     def rewrite(self, ctx: RewriteContext, site: LrnSite) -> SiteRecord:
         verdict = self.check(site)
-        if not site.is_node:
+        if not site.is_node and site.family != TORCH_FAMILY:
             return SiteRecord(site, self.name, verdict.status, verdict.reason)
         window = str(ctx.options.get("window", DEFAULT_WINDOW))
         power = str(ctx.options.get("power", DEFAULT_POWER))
         window_used = self._feasible_window(window, site, ctx.opset)
 
-        graph = ctx.graph_of(site)
-        node = ctx.node_of(site)
-        x, y = node.inputs[0], node.outputs[0]
+        span = SiteSpan.locate(ctx, site, self.name)
+        x, y = span.x, span.y
+        position = span.detach()
         wide = _WIDE_TYPES.get(site.elem_type)
         dtype = np.float64 if site.elem_type == onnx.TensorProto.DOUBLE else np.float32
         b = OpBuilder(ctx.names, site.name, ctx.opset, dtype)
@@ -93,10 +99,7 @@ class Decompose:
         if wide:
             b.cast(b.nodes[-1].outputs[0], site.elem_type, "to_input_type", output=y)
 
-        index = next(i for i, n in enumerate(graph.nodes) if n is node)
-        node.inputs.clear()
-        node.outputs.clear()
-        graph.nodes[index:index + 1] = b.nodes
+        span.insert(position, b.nodes)
         details = {"window": window_used, "power": power_used, "ops": [n.op for n in b.nodes]}
         if window_used != window:
             details["window_requested"] = window

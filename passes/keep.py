@@ -18,7 +18,7 @@ class Keep:
 
     def check(self, site: LrnSite) -> Verdict:
         if not site.is_node:
-            return Verdict(EXACT, "kept as its imported exact decomposition (no ONNX op exists)")
+            return Verdict(EXACT, "the op chain that stands for it is left as it is")
         return Verdict(EXACT, "LRN left unchanged")
 
     def rewrite(self, ctx: RewriteContext, site: LrnSite) -> SiteRecord:
