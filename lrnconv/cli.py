@@ -17,7 +17,7 @@ import click
 
 from .convert import VerifyOptions, convert, strategies
 from .drift import DEFAULT_ATOL, DEFAULT_RTOL
-from .errors import LrnConvError, UsageError
+from .errors import LrnConvError, UnsupportedModel, UsageError
 from .calibrate import DEFAULT_CALIBRATION_SAMPLES
 from .convert import AUTO
 from .drift import Tolerance
@@ -61,6 +61,12 @@ def _about(path: str) -> Iterator[None]:
         if str(exc).startswith(path):
             raise
         raise type(exc)(f"{path}: {exc}") from None
+    except Exception as exc:  # a corrupt model can break any parser below us: still one line
+        if click.get_current_context().find_root().params.get("debug"):
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UnsupportedModel(f"{path}: cannot process the model ({type(exc).__name__}: {detail}); "
+                               "rerun with --debug for the traceback") from None
 
 
 def _load(path: str, weights: Optional[str] = None):
@@ -120,7 +126,7 @@ def inspect(model: str, weights: Optional[str], as_json: bool) -> None:
     loaded = _load(model, weights)
     with _about(model):
         sites = find_lrn(loaded)
-    verdicts = {s.output: {name: strategy.check(s) for name, strategy in strategies().items()} for s in sites}
+        verdicts = {s.output: {name: strategy.check(s) for name, strategy in strategies().items()} for s in sites}
     if as_json:
         click.echo(json.dumps({"model": model, "sites": [
             dict(s.to_dict(), strategies={n: v.status for n, v in verdicts[s.output].items()},
@@ -249,8 +255,9 @@ def verify_command(reference, candidate, data, mean, std, size, bgr, samples, pr
     inputs = load_data(data, ref, samples, _preprocessing(mean, std, size, bgr)) if data else None
     if not as_json:
         _random_inputs_warning(data)
-    report = run_verify(ref, cand, inputs, _providers(providers), samples=samples or DEFAULT_SAMPLES, atol=atol,
-                        rtol=rtol, per_site=per_site, tolerance=_tolerance(tolerance))
+    with _about(candidate):
+        report = run_verify(ref, cand, inputs, _providers(providers), samples=samples or DEFAULT_SAMPLES,
+                            atol=atol, rtol=rtol, per_site=per_site, tolerance=_tolerance(tolerance))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -194,3 +194,22 @@ def test_inspect_reports_target_limits(tmp_path, size, beta, bias, trt, dla, tfl
     onnx.save(lrn_model(size, beta=beta, bias=bias, alpha=1e-3), str(path))
     targets = json.loads(invoke("inspect", path, "--json").stdout)["sites"][0]["targets"]
     assert trt in targets["tensorrt"] and dla in targets["tensorrt-dla"] and tflite in targets["tflite"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_corrupted_models_never_crash(tmp_path, seed):
+    """Bytes flipped in a valid model: a clean result or one error line, never a traceback."""
+    model = lrn_model(5)
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.ones((8, 8), np.float32), "extra"))
+    data = bytearray(model.SerializeToString())
+    rng = np.random.default_rng(seed)
+    for _ in range(3):
+        data[rng.integers(0, len(data))] = rng.integers(0, 256)
+    path = tmp_path / "corrupt.onnx"
+    path.write_bytes(bytes(data))
+    result = CliRunner().invoke(main, ["convert", str(path), "-o", str(tmp_path / "out.onnx"), "--samples", "2"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code in (0, 1, 2)
+    if result.exit_code == 2:
+        assert_clean_error(result, "corrupt.onnx")
+        assert not (tmp_path / "out.onnx").exists()
