@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Dict, List, Sequence
 
+import onnx
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results")
@@ -176,3 +178,23 @@ def write_result(name: str, text: str, out: str = "") -> str:
     with open(path, "w") as f:
         f.write(text.rstrip() + "\n")
     return path
+
+
+def lrn_deleted(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy with every LRN node turned into Identity (same tensor names)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+
+    def walk(graph):
+        for node in graph.node:
+            if node.op_type == "LRN" and node.domain in ("", "ai.onnx"):
+                node.op_type = "Identity"
+                del node.attribute[:]
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g)
+                for g in attr.graphs:
+                    walk(g)
+
+    walk(copy.graph)
+    return copy

@@ -23,23 +23,12 @@ import time
 import numpy as np
 import onnx
 
-from _common import machine_lines, md_table, median, write_result
+from _common import lrn_deleted, machine_lines, md_table, median, write_result
 
 import lrnconv
 from lrnconv.inputs import random_inputs
 from lrnconv.models import build
 from lrnconv.runtime import create_session
-
-
-def lrn_deleted(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Every LRN replaced by Identity (ONNX Runtime removes Identity): the latency floor."""
-    deleted = onnx.ModelProto()
-    deleted.CopyFrom(model)
-    for node in deleted.graph.node:
-        if node.op_type == "LRN":
-            node.op_type = "Identity"
-            del node.attribute[:]
-    return deleted
 
 
 def latency_ms(model: onnx.ModelProto, feeds, runs: int) -> list:

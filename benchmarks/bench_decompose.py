@@ -40,7 +40,7 @@ import onnxruntime as ort
 import lrnconv
 from lrnconv import models
 
-from _common import RESULTS, ForeignLoad, wait_for_quiet, machine_lines, md_table, median, quartiles, usable_cores, write_result
+from _common import RESULTS, ForeignLoad, lrn_deleted, wait_for_quiet, machine_lines, md_table, median, quartiles, usable_cores, write_result
 
 WINDOWS = ("pool", "conv", "cumsum")
 POWERS = ("roots", "pow", "explog")
@@ -92,26 +92,6 @@ def parse_args(argv=None):
         fitting = [r for b, r in table if b <= batch] or [table[0][1]]
         args.run_counts[batch] = fitting[-1]
     return args
-
-
-def lrn_deleted(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy with every LRN node turned into Identity (same tensor names)."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-
-    def walk(graph):
-        for node in graph.node:
-            if node.op_type == "LRN" and node.domain in ("", "ai.onnx"):
-                node.op_type = "Identity"
-                del node.attribute[:]
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    walk(attr.g)
-                for g in attr.graphs:
-                    walk(g)
-
-    walk(copy.graph)
-    return copy
 
 
 def make_session(model: onnx.ModelProto, threads: int, provider: str = "cpu") -> ort.InferenceSession:
