@@ -106,7 +106,8 @@ def save(model: onnx.ModelProto, path: str) -> None:
     """Write a model atomically (temporary file in the same folder, then rename).
 
     Models whose serialization would pass protobuf's 2 GB limit are written with their
-    weights in ``<name>.data`` beside the model.
+    weights in ``<name>.data`` beside the model; as with ``onnx.save_model``, the
+    in-memory model's tensors then point into that file instead of holding the data.
 
     Raises:
         OutputError: the folder does not exist or is not writable.
