@@ -32,8 +32,8 @@ def _cpuinfo() -> Dict[str, str]:
                     continue
                 key, _, value = line.partition(":")
                 info.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
+    except OSError:  # not Linux: the report says "?"
+        return {}
     return info
 
 
@@ -43,8 +43,8 @@ def _mem_total_gib() -> str:
             for line in f:
                 if line.startswith("MemTotal:"):
                     return f"{int(line.split()[1]) / 2**20:.1f} GiB"
-    except OSError:
-        pass
+    except OSError:  # not Linux
+        return "?"
     return "?"
 
 

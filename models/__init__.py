@@ -40,7 +40,8 @@ def build(name: str, *, variant: str = "full", seed: int = 0, opset: int = 13) -
 
     Args:
         name: one of ``BUILTIN`` (alexnet, caffenet, googlenet, zfnet, vgg_cnn_m).
-        variant: ``"full"`` or ``"small"``. Defaults to "full".
+        variant: ``"full"`` (published widths) or ``"small"`` (channels // 8, fc widths // 16,
+            100 classes; the same structure and LRN parameters). Defaults to "full".
         seed: seed of the random weights; the same seed gives the same bytes. Defaults to 0.
         opset: default-domain opset, 7 to the newest ``onnx`` knows. Defaults to 13.
 

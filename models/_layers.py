@@ -254,6 +254,20 @@ class NetBuilder:
         """Caffe ``Softmax`` over the class axis of ``[N, K]`` scores."""
         return self._node("Softmax", name, [x], self.shapes[x], axis=1)
 
+    # -- blocks shared by the replicas --------------------------------------------------
+    def conv_relu(self, conv: str, relu: str, x: str, channels: int, kernel: int, **conv_args) -> str:
+        """A Convolution followed by its (in-place, in Caffe) ReLU."""
+        return self.relu(relu, self.conv(conv, x, channels, kernel, **conv_args))
+
+    def alexnet_classifier(self, x: str, widths: "Widths", *, gain: float) -> str:
+        """The AlexNet-family head: fc6, fc7 (4096, ReLU, dropout 0.5), fc8, prob.
+
+        ``gain`` scales fc8 so the logits spread over a few units without saturating.
+        """
+        for i in (6, 7):
+            x = self.dropout(f"drop{i}", self.relu(f"relu{i}", self.fc(f"fc{i}", x, widths.units(4096))), 0.5)
+        return self.softmax("prob", self.fc("fc8", x, widths.classes, gain=gain, bias_std=0.0))
+
     # -- model ----------------------------------------------------------------------
     def model(self, output: str, *, title: str, source: str, variant: str) -> onnx.ModelProto:
         """The finished model: ``data`` its only input, ``output`` its only output.

@@ -22,17 +22,7 @@ LRN = dict(size=5, alpha=1e-4, beta=0.75, bias=1.0)
 
 
 def build(*, variant: str = "full", seed: int = 0, opset: int = 13) -> onnx.ModelProto:
-    """Build the AlexNet replica.
-
-    Args:
-        variant: ``"full"`` (published widths) or ``"small"`` (channels // 8, fc widths
-            // 16, 100 classes; same structure and LRN parameters). Defaults to "full".
-        seed: weight seed. Defaults to 0.
-        opset: ONNX opset to emit. Defaults to 13.
-
-    Returns:
-        The model: input ``data`` [N, 3, 227, 227], output ``prob`` [N, classes].
-    """
+    """Build the AlexNet replica (arguments as ``lrnconv.models.build``)."""
     w = Widths(variant)
     # Gains (see models/_layers.py): conv1 1.5 and conv2 3.5 put norm1/norm2 in the LRN
     # regime on pixel-scale inputs (conv2 reads a max-pooled map); fc8 0.14 spreads the
@@ -46,14 +36,11 @@ def build(*, variant: str = "full", seed: int = 0, opset: int = 13) -> onnx.Mode
     x = net.relu("relu2", x)
     x = net.lrn("norm2", x, **LRN)
     x = net.maxpool("pool2", x, 3, 2)
-    x = net.relu("relu3", net.conv("conv3", x, w.ch(384), 3, pad=1))
-    x = net.relu("relu4", net.conv("conv4", x, w.ch(384), 3, pad=1, group=2))
-    x = net.relu("relu5", net.conv("conv5", x, w.ch(256), 3, pad=1, group=2))
+    x = net.conv_relu("conv3", "relu3", x, w.ch(384), 3, pad=1)
+    x = net.conv_relu("conv4", "relu4", x, w.ch(384), 3, pad=1, group=2)
+    x = net.conv_relu("conv5", "relu5", x, w.ch(256), 3, pad=1, group=2)
     x = net.maxpool("pool5", x, 3, 2)
-    x = net.dropout("drop6", net.relu("relu6", net.fc("fc6", x, w.units(4096))), 0.5)
-    x = net.dropout("drop7", net.relu("relu7", net.fc("fc7", x, w.units(4096))), 0.5)
-    x = net.fc("fc8", x, w.classes, gain=0.14, bias_std=0.0)
-    x = net.softmax("prob", x)
+    x = net.alexnet_classifier(x, w, gain=0.14)
     return net.model(x, title="AlexNet (bvlc_alexnet)",
                      source="BVLC Caffe models/bvlc_alexnet/deploy.prototxt",
                      variant=w.variant)

@@ -21,17 +21,7 @@ LRN = dict(size=5, alpha=1e-4, beta=0.75, bias=1.0)
 
 
 def build(*, variant: str = "full", seed: int = 0, opset: int = 13) -> onnx.ModelProto:
-    """Build the CaffeNet replica.
-
-    Args:
-        variant: ``"full"`` (published widths) or ``"small"`` (channels // 8, fc widths
-            // 16, 100 classes; same structure and LRN parameters). Defaults to "full".
-        seed: weight seed. Defaults to 0.
-        opset: ONNX opset to emit. Defaults to 13.
-
-    Returns:
-        The model: input ``data`` [N, 3, 227, 227], output ``prob`` [N, classes].
-    """
+    """Build the CaffeNet replica (arguments as ``lrnconv.models.build``)."""
     # Gains (see models/_layers.py): norm1 follows a max pool, so conv1 keeps gain 1;
     # conv2 2.0 puts norm2 in the LRN regime; fc8 0.2 spreads the logits over a few units.
     w = Widths(variant)
@@ -44,14 +34,11 @@ def build(*, variant: str = "full", seed: int = 0, opset: int = 13) -> onnx.Mode
     x = net.relu("relu2", x)
     x = net.maxpool("pool2", x, 3, 2)
     x = net.lrn("norm2", x, **LRN)
-    x = net.relu("relu3", net.conv("conv3", x, w.ch(384), 3, pad=1))
-    x = net.relu("relu4", net.conv("conv4", x, w.ch(384), 3, pad=1, group=2))
-    x = net.relu("relu5", net.conv("conv5", x, w.ch(256), 3, pad=1, group=2))
+    x = net.conv_relu("conv3", "relu3", x, w.ch(384), 3, pad=1)
+    x = net.conv_relu("conv4", "relu4", x, w.ch(384), 3, pad=1, group=2)
+    x = net.conv_relu("conv5", "relu5", x, w.ch(256), 3, pad=1, group=2)
     x = net.maxpool("pool5", x, 3, 2)
-    x = net.dropout("drop6", net.relu("relu6", net.fc("fc6", x, w.units(4096))), 0.5)
-    x = net.dropout("drop7", net.relu("relu7", net.fc("fc7", x, w.units(4096))), 0.5)
-    x = net.fc("fc8", x, w.classes, gain=0.2, bias_std=0.0)
-    x = net.softmax("prob", x)
+    x = net.alexnet_classifier(x, w, gain=0.2)
     return net.model(x, title="CaffeNet (bvlc_reference_caffenet)",
                      source="BVLC Caffe models/bvlc_reference_caffenet/deploy.prototxt",
                      variant=w.variant)

@@ -52,17 +52,7 @@ def _inception(net: NetBuilder, w: Widths, name: str, x: str) -> str:
 
 
 def build(*, variant: str = "full", seed: int = 0, opset: int = 13) -> onnx.ModelProto:
-    """Build the GoogLeNet replica.
-
-    Args:
-        variant: ``"full"`` (published widths) or ``"small"`` (channels // 8, 100
-            classes; same structure and LRN parameters). Defaults to "full".
-        seed: weight seed. Defaults to 0.
-        opset: ONNX opset to emit. Defaults to 13.
-
-    Returns:
-        The model: input ``data`` [N, 3, 224, 224], output ``prob`` [N, classes].
-    """
+    """Build the GoogLeNet replica (arguments as ``lrnconv.models.build``)."""
     # Gains (see models/_layers.py): conv2/3x3_reduce 2.0 and conv2/3x3 2.5 put conv2/norm2
     # in the LRN regime (they read a max-pooled, normalized map); the classifier reads
     # 7x7-averaged features, whose variation is small, hence its gain 1.3.

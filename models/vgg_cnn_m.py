@@ -23,17 +23,7 @@ LRN = dict(size=5, alpha=5e-4, beta=0.75, bias=2.0)
 
 
 def build(*, variant: str = "full", seed: int = 0, opset: int = 13) -> onnx.ModelProto:
-    """Build the VGG-CNN-M replica.
-
-    Args:
-        variant: ``"full"`` (published widths) or ``"small"`` (channels // 8, fc widths
-            // 16, 100 classes; same structure and LRN parameters). Defaults to "full".
-        seed: weight seed. Defaults to 0.
-        opset: ONNX opset to emit. Defaults to 13.
-
-    Returns:
-        The model: input ``data`` [N, 3, 224, 224], output ``prob`` [N, classes].
-    """
+    """Build the VGG-CNN-M replica (arguments as ``lrnconv.models.build``)."""
     # Gains (see models/_layers.py): conv2 7.0 (stride 2 over a max-pooled map) puts norm2
     # in the LRN regime; fc8 0.4 spreads the logits over a few units.
     w = Widths(variant)
@@ -46,14 +36,11 @@ def build(*, variant: str = "full", seed: int = 0, opset: int = 13) -> onnx.Mode
     x = net.relu("relu2", x)
     x = net.lrn("norm2", x, **LRN)
     x = net.maxpool("pool2", x, 3, 2)
-    x = net.relu("relu3", net.conv("conv3", x, w.ch(512), 3, pad=1))
-    x = net.relu("relu4", net.conv("conv4", x, w.ch(512), 3, pad=1))
-    x = net.relu("relu5", net.conv("conv5", x, w.ch(512), 3, pad=1))
+    x = net.conv_relu("conv3", "relu3", x, w.ch(512), 3, pad=1)
+    x = net.conv_relu("conv4", "relu4", x, w.ch(512), 3, pad=1)
+    x = net.conv_relu("conv5", "relu5", x, w.ch(512), 3, pad=1)
     x = net.maxpool("pool5", x, 3, 2)
-    x = net.dropout("drop6", net.relu("relu6", net.fc("fc6", x, w.units(4096))), 0.5)
-    x = net.dropout("drop7", net.relu("relu7", net.fc("fc7", x, w.units(4096))), 0.5)
-    x = net.fc("fc8", x, w.classes, gain=0.4, bias_std=0.0)
-    x = net.softmax("prob", x)
+    x = net.alexnet_classifier(x, w, gain=0.4)
     return net.model(x, title="VGG-CNN-M (Chatfield et al. 2014)",
                      source="Chatfield et al., BMVC 2014, Table 1 (CNN-M); "
                             "Caffe Model Zoo VGG_CNN_M deploy.prototxt",

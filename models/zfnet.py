@@ -28,17 +28,7 @@ LRN = dict(size=5, alpha=5e-4, beta=0.75, bias=2.0)
 
 
 def build(*, variant: str = "full", seed: int = 0, opset: int = 13) -> onnx.ModelProto:
-    """Build the ZFNet replica.
-
-    Args:
-        variant: ``"full"`` (published widths) or ``"small"`` (channels // 8, fc widths
-            // 16, 100 classes; same structure and LRN parameters). Defaults to "full".
-        seed: weight seed. Defaults to 0.
-        opset: ONNX opset to emit. Defaults to 13.
-
-    Returns:
-        The model: input ``data`` [N, 3, 224, 224], output ``prob`` [N, classes].
-    """
+    """Build the ZFNet replica (arguments as ``lrnconv.models.build``)."""
     # Gains (see models/_layers.py): with k = 2 and alpha 5e-4 the LRN term is large, so
     # conv1 gets 0.5; conv2 4.0 (it reads a max-pooled map) puts norm2 in the LRN regime;
     # fc8 0.5 spreads the logits over a few units.
@@ -52,14 +42,11 @@ def build(*, variant: str = "full", seed: int = 0, opset: int = 13) -> onnx.Mode
     x = net.relu("relu2", x)
     x = net.maxpool("pool2", x, 3, 2)
     x = net.lrn("norm2", x, **LRN)
-    x = net.relu("relu3", net.conv("conv3", x, w.ch(384), 3, pad=1))
-    x = net.relu("relu4", net.conv("conv4", x, w.ch(384), 3, pad=1))
-    x = net.relu("relu5", net.conv("conv5", x, w.ch(256), 3, pad=1))
+    x = net.conv_relu("conv3", "relu3", x, w.ch(384), 3, pad=1)
+    x = net.conv_relu("conv4", "relu4", x, w.ch(384), 3, pad=1)
+    x = net.conv_relu("conv5", "relu5", x, w.ch(256), 3, pad=1)
     x = net.maxpool("pool5", x, 3, 2)
-    x = net.dropout("drop6", net.relu("relu6", net.fc("fc6", x, w.units(4096))), 0.5)
-    x = net.dropout("drop7", net.relu("relu7", net.fc("fc7", x, w.units(4096))), 0.5)
-    x = net.fc("fc8", x, w.classes, gain=0.5, bias_std=0.0)
-    x = net.softmax("prob", x)
+    x = net.alexnet_classifier(x, w, gain=0.5)
     return net.model(x, title="ZFNet (Zeiler & Fergus 2014)",
                      source="Zeiler & Fergus, ECCV 2014, Fig. 3",
                      variant=w.variant)
