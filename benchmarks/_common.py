@@ -198,3 +198,12 @@ def lrn_deleted(model: onnx.ModelProto) -> onnx.ModelProto:
 
     walk(copy.graph)
     return copy
+
+
+def rss_now_kb() -> int:
+    """This process's resident set size now (VmRSS), in KiB; 0 where /proc is missing."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0

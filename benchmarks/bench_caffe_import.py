@@ -34,7 +34,7 @@ import tempfile
 import time
 from typing import Dict, List
 
-from _common import (ForeignLoad, machine_lines, md_table, median, usable_cores,
+from _common import (rss_now_kb, ForeignLoad, machine_lines, md_table, median, usable_cores,
                      wait_for_quiet, write_result)
 
 MODES = ("a-protobuf", "b-load", "c-load-save")
@@ -91,14 +91,6 @@ ALEXNET = [
 ]
 
 
-def _rss_now_kb() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def build(folder: str) -> None:
     """Write alexnet.prototxt + alexnet.caffemodel (runs in a child: it peaks near 1 GB)."""
     import numpy as np
@@ -131,7 +123,7 @@ def child(mode: str, folder: str) -> None:
     else:
         from lrnconv.caffe import load_caffe
     import_s = time.perf_counter() - t_import
-    rss_after_import = _rss_now_kb()
+    rss_after_import = rss_now_kb()
     t0 = time.perf_counter()
     extra = {}
     if mode == "a-protobuf":

@@ -33,20 +33,12 @@ import tempfile
 import time
 from typing import Dict, List
 
-from _common import (RESULTS, ForeignLoad, wait_for_quiet, machine_lines, md_table, median, usable_cores,
+from _common import (rss_now_kb, RESULTS, ForeignLoad, wait_for_quiet, machine_lines, md_table, median, usable_cores,
                      write_result)
 
 MODES = ("a-onnx", "b-api", "b-api-copy", "c-cli", "d-gs", "startup-onnx", "startup-lrnconv")
 WALL_TARGET, RSS_TARGET = 1.3, 1.5
 MACHINE: List[str] = []
-
-
-def _rss_now_kb() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def child(mode: str, src: str, dst: str) -> None:
@@ -67,7 +59,7 @@ def child(mode: str, src: str, dst: str) -> None:
         import lrnconv
         import lrnconv.cli  # noqa: F401  (what the CLI imports too)
     import_s = time.perf_counter() - t_import
-    rss_after_import = _rss_now_kb()
+    rss_after_import = rss_now_kb()
     t0 = time.perf_counter()
     if mode == "a-onnx":
         model = onnx.load(src)
@@ -207,7 +199,7 @@ def main(argv=None) -> int:
                         rows[mode].append(row)
                     print(f"  {'warm-up' if r < args.warmup else f'run {r - args.warmup + 1}'} {mode}: "
                           f"{row['wall_s']:.2f}s, {row['maxrss_kb'] / 1024:.0f} MiB", file=sys.stderr)
-        parent_rss = _rss_now_kb()
+        parent_rss = rss_now_kb()
         prof = profile(src, workdir, 40) if args.profile else ""
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

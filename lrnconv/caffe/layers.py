@@ -543,15 +543,21 @@ def softmax(ctx: LayerContext) -> Outputs:
     return [(ctx.top(), ctx.shape)]
 
 
+def _axis_or_legacy_dim(ctx: LayerContext, param, legacy: str) -> int:
+    """Concat/Slice axis: the legacy ``concat_dim``/``slice_dim`` (non-negative) wins over ``axis``."""
+    rank = len(ctx.shape)
+    if param.HasField(legacy):
+        axis = int(getattr(param, legacy))
+        if axis >= rank:
+            raise ctx.bad(f"{legacy} {axis} is out of range for shape {shape_str(ctx.shape)}")
+        return axis
+    return axis_index(ctx, int(param.axis), rank)
+
+
 def concat(ctx: LayerContext) -> Outputs:
     p = ctx.layer.concat_param
     x = ctx.shape
-    if p.HasField("concat_dim"):
-        axis = int(p.concat_dim)
-        if axis >= len(x):
-            raise ctx.bad(f"concat_dim {axis} is out of range for shape {shape_str(x)}")
-    else:
-        axis = axis_index(ctx, int(p.axis), len(x))
+    axis = _axis_or_legacy_dim(ctx, p, "concat_dim")
     for other in ctx.shapes[1:]:
         if len(other) != len(x) or any(a != b for i, (a, b) in enumerate(zip(x, other))
                                        if i != axis):
@@ -568,12 +574,7 @@ def concat(ctx: LayerContext) -> Outputs:
 def slice_(ctx: LayerContext) -> Outputs:
     p = ctx.layer.slice_param
     x = ctx.shape
-    if p.HasField("slice_dim"):
-        axis = int(p.slice_dim)
-        if axis >= len(x):
-            raise ctx.bad(f"slice_dim {axis} is out of range for shape {shape_str(x)}")
-    else:
-        axis = axis_index(ctx, int(p.axis), len(x))
+    axis = _axis_or_legacy_dim(ctx, p, "slice_dim")
     n, dim = len(ctx.layer.top), x[axis]
     points = [int(v) for v in p.slice_point]
     if points:
