@@ -21,12 +21,12 @@ from onnx import TensorProto, helper
 from _common import ROOT, machine_lines, md_table, write_result
 
 import lrnconv
-from lrnconv.calibrate import split_halves
-from lrnconv.drift import Tolerance
-from lrnconv.inputs import random_inputs
+from lrnconv.measure.calibration import split_halves
+from lrnconv.maths.drift import Tolerance
+from lrnconv.runtime.inputs import random_inputs
 from lrnconv.models import BUILTIN, build
-from lrnconv.reference import lrn_onnx
-from lrnconv.runtime import create_session
+from lrnconv.maths.reference import lrn_onnx
+from lrnconv.runtime.sessions import create_session
 
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 TOLERANCE = Tolerance(top1=0.98, cosine=0.99)

@@ -2,7 +2,7 @@
 
 The net is BVLC AlexNet's deploy.prototxt layout (5 convolutions, 2 LRN, 3 max pools,
 3 fully connected layers: 61M parameters), written with seeded random weights through
-``lrnconv.caffe`` (``NetBuilder`` + ``write_caffemodel``) in a temp folder.
+``lrnconv.formats.caffe`` (``CaffeNetBuilder`` + ``write_caffemodel``) in a temp folder.
 
 Each measurement is a fresh interpreter (a subprocess), so its peak RSS is its own:
 the parent reads it with ``os.wait4`` (the child's ``ru_maxrss``) and times the whole
@@ -11,7 +11,7 @@ after imports. Modes:
 
 * ``a-protobuf``  read the file + ``NetParameter.ParseFromString`` (the Caffe schema's
   float fields): what reading a caffemodel with protobuf alone costs (the baseline);
-* ``b-load``      ``lrnconv.caffe.load_caffe(prototxt, caffemodel)`` -> ``onnx.ModelProto``;
+* ``b-load``      ``lrnconv.formats.caffe.load_caffe(prototxt, caffemodel)`` -> ``onnx.ModelProto``;
 * ``c-load-save`` the same + ``SerializeToString`` of the model (the bytes an ``.onnx``
   file would hold).
 
@@ -40,7 +40,7 @@ from _common import (rss_now_kb, ForeignLoad, machine_lines, md_table, median, u
 MODES = ("a-protobuf", "b-load", "c-load-save")
 LABELS = {
     "a-protobuf": "(a) read + NetParameter.ParseFromString (baseline)",
-    "b-load": "(b) lrnconv.caffe.load_caffe(prototxt, caffemodel)",
+    "b-load": "(b) lrnconv.formats.caffe.load_caffe(prototxt, caffemodel)",
     "c-load-save": "(c) load_caffe + model.SerializeToString()",
 }
 TARGET = 1.5
@@ -95,10 +95,10 @@ def build(folder: str) -> None:
     """Write alexnet.prototxt + alexnet.caffemodel (runs in a child: it peaks near 1 GB)."""
     import numpy as np
 
-    from lrnconv.caffe import NetBuilder, write_caffemodel, write_prototxt
+    from lrnconv.formats.caffe import CaffeNetBuilder, write_caffemodel, write_prototxt
 
     rng = np.random.default_rng(0)
-    net = NetBuilder("AlexNet")
+    net = CaffeNetBuilder("AlexNet")
     net.input("data", (1, 3, 227, 227))
     for name, type_, bottom, top, params, shapes in ALEXNET:
         blobs = []
@@ -119,9 +119,9 @@ def child(mode: str, folder: str) -> None:
     caffemodel = os.path.join(folder, "alexnet.caffemodel")
     t_import = time.perf_counter()
     if mode == "a-protobuf":
-        from lrnconv.caffe.schema import NetParameter
+        from lrnconv.formats.caffe.schema import NetParameter
     else:
-        from lrnconv.caffe import load_caffe
+        from lrnconv.formats.caffe import load_caffe
     import_s = time.perf_counter() - t_import
     rss_after_import = rss_now_kb()
     t0 = time.perf_counter()

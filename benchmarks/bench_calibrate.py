@@ -3,7 +3,7 @@
 1. ONNX Runtime CPU latency of the ``fold``-rewritten AlexNet and GoogLeNet replicas
    against the same models with every LRN deleted (replaced by Identity): folding must
    cost nothing at run time (target: within 3 %).
-2. Peak memory of ``lrnconv.calibrate`` on 64 vs 1024 samples streamed from a
+2. Peak memory of ``lrnconv.measure.calibration`` on 64 vs 1024 samples streamed from a
    memory-mapped .npy (each in a fresh process): must not grow with the count.
 3. Calibration throughput against plain inference of the same samples in the same
    batches (the price of exposing every site's tensors and accumulating statistics).
@@ -26,9 +26,9 @@ import onnx
 from _common import lrn_deleted, machine_lines, md_table, median, write_result
 
 import lrnconv
-from lrnconv.inputs import random_inputs
+from lrnconv.runtime.inputs import random_inputs
 from lrnconv.models import build
-from lrnconv.runtime import create_session
+from lrnconv.runtime.sessions import create_session
 
 
 def latency_ms(model: onnx.ModelProto, feeds, runs: int) -> list:
@@ -64,10 +64,11 @@ CHILD = r"""
 import json, sys, time
 import numpy as np
 import lrnconv
-from lrnconv.calibrate import calibrate
-from lrnconv.inputs import load_inputs
+from lrnconv.measure.calibration import calibrate
+from lrnconv.runtime.runnable import RunnableReference
+from lrnconv.runtime.inputs import load_inputs
 from lrnconv.models import build
-from lrnconv.runtime import create_session
+from lrnconv.runtime.sessions import create_session
 model = build("alexnet", variant="small")
 sites = lrnconv.find_lrn(model)
 data = load_inputs(sys.argv[1], model)
@@ -86,7 +87,7 @@ before = peak[0]
 threading.Thread(target=sample, daemon=True).start()
 start = time.perf_counter()
 if sys.argv[2] == "calibrate":
-    calibrate(model, sites, data, batch_size=16)
+    calibrate(RunnableReference(model, sites), data, batch_size=16)
 else:
     half = {k: v[: (v.shape[0] + 1) // 2] for k, v in data.items()}
     session = create_session(model, "CPUExecutionProvider")

@@ -57,7 +57,7 @@ def child(mode: str, src: str, dst: str) -> None:
         import onnx_graphsurgeon as gs
     else:
         import lrnconv
-        import lrnconv.cli  # noqa: F401  (what the CLI imports too)
+        import lrnconv.app.cli  # noqa: F401  (what the CLI imports too)
     import_s = time.perf_counter() - t_import
     rss_after_import = rss_now_kb()
     t0 = time.perf_counter()
@@ -87,7 +87,7 @@ def cli_executable() -> List[str]:
     found = shutil.which("lrnconv")
     if found:
         return [found]
-    return [sys.executable, "-c", "import sys; from lrnconv.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from lrnconv.app.cli import main; sys.exit(main())"]
 
 
 def run_once(mode: str, src: str, dst: str, workdir: str) -> Dict[str, float]:
@@ -119,7 +119,7 @@ def profile(src: str, workdir: str, top: int) -> str:
     """cProfile and tracemalloc of the API path (in a child, so the numbers are clean)."""
     code = f"""
 import cProfile, pstats, io, sys, time, tracemalloc, os
-import lrnconv, lrnconv.cli, onnx
+import lrnconv, lrnconv.app.cli, onnx
 src, dst = {src!r}, {os.path.join(workdir, 'prof.onnx')!r}
 pr = cProfile.Profile(); pr.enable()
 m = lrnconv.load(src); r = lrnconv.convert(m, "decompose", inplace=True); lrnconv.save(r.model, dst)
@@ -136,8 +136,8 @@ def mark(name):
     cur, peak = tracemalloc.get_traced_memory(); stages.append((name, cur >> 20, peak >> 20, rss()))
     tracemalloc.reset_peak()
 m = lrnconv.load(src); mark("lrnconv.load")
-from lrnconv.preserve import EditableModel
-from lrnconv.sites import find_lrn
+from lrnconv.graph.preserve import EditableModel
+from lrnconv.graph.sites import find_lrn
 sites = find_lrn(m); mark("find_lrn")
 r = lrnconv.convert(m, "decompose", inplace=True); mark("convert(inplace=True)")
 lrnconv.save(r.model, dst); mark("lrnconv.save")
@@ -221,7 +221,7 @@ LABELS = {
     "c-cli": "(c) `lrnconv convert IN -o OUT --no-verify`",
     "d-gs": "(d) onnx.load + gs.import_onnx/export_onnx + onnx.save",
     "startup-onnx": "interpreter + `import onnx` only",
-    "startup-lrnconv": "interpreter + `import lrnconv, lrnconv.cli` only",
+    "startup-lrnconv": "interpreter + `import lrnconv, lrnconv.app.cli` only",
 }
 
 

@@ -12,7 +12,7 @@ from onnx import TensorProto, numpy_helper
 
 import lrnconv
 from lrnconv.models import BUILTIN, build
-from lrnconv.render import report_text
+from lrnconv.app.render import report_text
 
 PROVIDERS = ("cpu", "cuda")
 

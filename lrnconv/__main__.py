@@ -1,4 +1,4 @@
 """python -m lrnconv: the same as the lrnconv command."""
-from .cli import main
+from .app.cli import main
 
 main()

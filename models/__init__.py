@@ -19,7 +19,7 @@ from typing import Callable
 
 import onnx
 
-from lrnconv.errors import UsageError
+from lrnconv.base.errors import UsageError
 
 from . import alexnet, caffenet, googlenet, vgg_cnn_m, zfnet
 from ._layers import Widths

@@ -1,7 +1,7 @@
 """A small Caffe-flavoured layer builder that emits ONNX graphs with seeded random weights.
 
 Every model replica in ``lrnconv.models`` is written as a sequence of calls on one
-:class:`NetBuilder`, one call per Caffe layer, so a builder reads like the published
+:class:`ReplicaBuilder`, one call per Caffe layer, so a builder reads like the published
 ``deploy.prototxt``. The builder
 
 * names each ONNX node after its Caffe layer and each output tensor after the node
@@ -52,7 +52,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from lrnconv.errors import UsageError
+from lrnconv.base.errors import UsageError
+from lrnconv.maths.geometry import caffe_pooled_extent
 
 MIN_OPSET = 7
 PRODUCER = "lrnconv.models"
@@ -70,18 +71,7 @@ def check_opset(opset: int) -> None:
                          f"valid: {MIN_OPSET} to {latest}")
 
 
-def _pooled(size: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
-    """Caffe's pooled/convolved extent (with Caffe's clip of a window starting in the pad)."""
-    span = size + 2 * pad - kernel
-    if span < 0:
-        raise ValueError(f"window {kernel} larger than padded input {size + 2 * pad}")
-    out = (-(-span // stride) if ceil else span // stride) + 1
-    if ceil and pad and (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
-
-
-class NetBuilder:
+class ReplicaBuilder:
     """Builds one ONNX graph layer by layer, Caffe style (NCHW, float32).
 
     Args:
@@ -101,7 +91,6 @@ class NetBuilder:
         self.nodes: List[onnx.NodeProto] = []
         self.weights: Dict[str, np.ndarray] = {}
         self.shapes: Dict[str, Shape] = {input_name: tuple(input_shape)}
-        self.parameters = 0
         # channel blocks of each tensor: one per producer of a concatenation
         self.blocks: Dict[str, Tuple[int, ...]] = {input_name: (input_shape[0],)}
 
@@ -114,12 +103,10 @@ class NetBuilder:
             raise ValueError(f"tensor name '{name}' is already used in graph '{self.name}'")
         return name
 
-    def _add_weight(self, name: str, array: np.ndarray, *, counted: bool = True) -> str:
+    def _add_weight(self, name: str, array: np.ndarray) -> str:
         self._fresh(name)
         self.shapes[name] = tuple(array.shape)
         self.weights[name] = array
-        if counted:
-            self.parameters += int(array.size)
         return name
 
     def _he(self, layer: str, shape: Shape, blocks: Sequence[int], gain: float,
@@ -173,8 +160,8 @@ class NetBuilder:
         wshape = (channels, c // group, kernel, kernel)
         weight, bias = self._he(name, wshape, blocks, gain, bias_std)
         inputs = [x, self._add_weight(f"{name}_w", weight), self._add_weight(f"{name}_b", bias)]
-        shape = (channels, _pooled(h, kernel, stride, pad, False),
-                 _pooled(w, kernel, stride, pad, False))
+        shape = (channels, caffe_pooled_extent(h, kernel, stride, pad, ceil=False, padded=False),
+                 caffe_pooled_extent(w, kernel, stride, pad, ceil=False, padded=False))
         attrs = dict(kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[pad] * 4)
         if group != 1:
             attrs["group"] = group
@@ -194,7 +181,8 @@ class NetBuilder:
     def _pool(self, op: str, name: str, x: str, kernel: int, stride: int, pad: int,
               ceil: bool) -> str:
         c, h, w = self.shapes[x]
-        oh, ow = _pooled(h, kernel, stride, pad, ceil), _pooled(w, kernel, stride, pad, ceil)
+        oh = caffe_pooled_extent(h, kernel, stride, pad, ceil=ceil)
+        ow = caffe_pooled_extent(w, kernel, stride, pad, ceil=ceil)
         attrs = dict(kernel_shape=[kernel, kernel], strides=[stride, stride])
         if ceil and self.opset >= 10:
             attrs["ceil_mode"] = 1
@@ -245,8 +233,7 @@ class NetBuilder:
     def dropout(self, name: str, x: str, ratio: float) -> str:
         """Caffe ``Dropout``: the identity at inference, kept to mirror the deploy net."""
         if self.opset >= 12:
-            ratio_name = self._add_weight(f"{name}_ratio", np.array(ratio, dtype=np.float32),
-                                          counted=False)
+            ratio_name = self._add_weight(f"{name}_ratio", np.array(ratio, dtype=np.float32))
             return self._node("Dropout", name, [x, ratio_name], self.shapes[x])
         return self._node("Dropout", name, [x], self.shapes[x], ratio=float(ratio))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import onnx
 
-from ._layers import NetBuilder, Widths
+from ._layers import ReplicaBuilder, Widths
 
 NAME = "alexnet"
 INPUT_SHAPE = (3, 227, 227)
@@ -27,7 +27,7 @@ def build(*, variant: str = "full", seed: int = 0, opset: int = 13) -> onnx.Mode
     # Gains (see models/_layers.py): conv1 1.5 and conv2 3.5 put norm1/norm2 in the LRN
     # regime on pixel-scale inputs (conv2 reads a max-pooled map); fc8 0.14 spreads the
     # logits over a few units.
-    net = NetBuilder(NAME, INPUT_SHAPE, seed=seed, opset=opset)
+    net = ReplicaBuilder(NAME, INPUT_SHAPE, seed=seed, opset=opset)
     x = net.conv("conv1", "data", w.ch(96), 11, stride=4, gain=1.5)
     x = net.relu("relu1", x)
     x = net.lrn("norm1", x, **LRN)

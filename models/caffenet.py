@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import onnx
 
-from ._layers import NetBuilder, Widths
+from ._layers import ReplicaBuilder, Widths
 
 NAME = "caffenet"
 INPUT_SHAPE = (3, 227, 227)
@@ -25,7 +25,7 @@ def build(*, variant: str = "full", seed: int = 0, opset: int = 13) -> onnx.Mode
     # Gains (see models/_layers.py): norm1 follows a max pool, so conv1 keeps gain 1;
     # conv2 2.0 puts norm2 in the LRN regime; fc8 0.2 spreads the logits over a few units.
     w = Widths(variant)
-    net = NetBuilder(NAME, INPUT_SHAPE, seed=seed, opset=opset)
+    net = ReplicaBuilder(NAME, INPUT_SHAPE, seed=seed, opset=opset)
     x = net.conv("conv1", "data", w.ch(96), 11, stride=4, gain=1.0)
     x = net.relu("relu1", x)
     x = net.maxpool("pool1", x, 3, 2)

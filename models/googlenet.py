@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import onnx
 
-from ._layers import NetBuilder, Widths
+from ._layers import ReplicaBuilder, Widths
 
 NAME = "googlenet"
 INPUT_SHAPE = (3, 224, 224)
@@ -37,7 +37,7 @@ INCEPTION = {
 }
 
 
-def _inception(net: NetBuilder, w: Widths, name: str, x: str) -> str:
+def _inception(net: ReplicaBuilder, w: Widths, name: str, x: str) -> str:
     c1, c3r, c3, c5r, c5, cp = (w.ch(c) for c in INCEPTION[name])
     p = f"inception_{name}/"
 
@@ -57,7 +57,7 @@ def build(*, variant: str = "full", seed: int = 0, opset: int = 13) -> onnx.Mode
     # in the LRN regime (they read a max-pooled, normalized map); the classifier reads
     # 7x7-averaged features, whose variation is small, hence its gain 1.3.
     w = Widths(variant)
-    net = NetBuilder(NAME, INPUT_SHAPE, seed=seed, opset=opset)
+    net = ReplicaBuilder(NAME, INPUT_SHAPE, seed=seed, opset=opset)
     x = net.conv("conv1/7x7_s2", "data", w.ch(64), 7, stride=2, pad=3, gain=1.0)
     x = net.relu("conv1/relu_7x7", x)
     x = net.maxpool("pool1/3x3_s2", x, 3, 2)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import onnx
 
-from ._layers import NetBuilder, Widths
+from ._layers import ReplicaBuilder, Widths
 
 NAME = "vgg_cnn_m"
 INPUT_SHAPE = (3, 224, 224)
@@ -27,7 +27,7 @@ def build(*, variant: str = "full", seed: int = 0, opset: int = 13) -> onnx.Mode
     # Gains (see models/_layers.py): conv2 7.0 (stride 2 over a max-pooled map) puts norm2
     # in the LRN regime; fc8 0.4 spreads the logits over a few units.
     w = Widths(variant)
-    net = NetBuilder(NAME, INPUT_SHAPE, seed=seed, opset=opset)
+    net = ReplicaBuilder(NAME, INPUT_SHAPE, seed=seed, opset=opset)
     x = net.conv("conv1", "data", w.ch(96), 7, stride=2, gain=1.0)
     x = net.relu("relu1", x)
     x = net.lrn("norm1", x, **LRN)

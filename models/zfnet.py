@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import onnx
 
-from ._layers import NetBuilder, Widths
+from ._layers import ReplicaBuilder, Widths
 
 NAME = "zfnet"
 INPUT_SHAPE = (3, 224, 224)
@@ -33,7 +33,7 @@ def build(*, variant: str = "full", seed: int = 0, opset: int = 13) -> onnx.Mode
     # conv1 gets 0.5; conv2 4.0 (it reads a max-pooled map) puts norm2 in the LRN regime;
     # fc8 0.5 spreads the logits over a few units.
     w = Widths(variant)
-    net = NetBuilder(NAME, INPUT_SHAPE, seed=seed, opset=opset)
+    net = ReplicaBuilder(NAME, INPUT_SHAPE, seed=seed, opset=opset)
     x = net.conv("conv1", "data", w.ch(96), 7, stride=2, pad=1, gain=0.5)
     x = net.relu("relu1", x)
     x = net.maxpool("pool1", x, 3, 2)

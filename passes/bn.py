@@ -18,7 +18,7 @@ report gives the fitted ranges and the relative residual on the calibration data
 Any rank >= 2. Opset-aware: BatchNormalization-6 takes ``is_test = 1``, -7 and -8 the
 ``spatial = 1`` they default to, 9 and later neither (14 and 15 add ``training_mode``,
 whose default 0 is inference). The node writes the LRN output tensor, so the name and
-every consumer stay. A Caffe WITHIN_CHANNEL decomposition is replaced as a whole.
+every consumer stay. A site that exists as an op chain is replaced as a whole.
 """
 from __future__ import annotations
 
@@ -27,12 +27,14 @@ import logging
 import numpy as np
 import onnx
 
-from lrnconv.errors import UnsupportedModel
-from lrnconv.nodes import OpBuilder
-from lrnconv.sites import LrnSite
-from lrnconv.strategy import RewriteContext, SiteRecord, Verdict
+from lrnconv.engine.protocol import NOT_APPLICABLE, RewriteContext, SiteRecord, Verdict
+from lrnconv.graph.nodes import OpBuilder, numpy_dtype
+from lrnconv.graph.preserve import EditableGraphs
+from lrnconv.graph.sites import LrnSite
+from lrnconv.graph.span import SiteSpan
+from lrnconv.maths.stats import summarize
 
-from ._rewire import SiteSpan, constant_factor, numpy_dtype, scale_verdict, site_stats, summary
+from ._scale import scale_verdict
 
 log = logging.getLogger(__name__)
 
@@ -49,44 +51,48 @@ class BatchNorm:
     """LRN -> BatchNormalization with a fitted per-channel scale and shift."""
 
     name = "bn"
-    cost = 30
-    needs_calibration = True
 
     def needs_stats(self, site: LrnSite) -> bool:
         """Whether rewriting this site needs calibration statistics (not for constant scales)."""
-        return constant_factor(site) is None
+        return site.constant_factor is None
 
-    def check(self, site: LrnSite) -> Verdict:
-        return scale_verdict(site, ", a BatchNormalization with shift 0",
-                             "per-channel scale and shift fitted by least squares on calibration data")
+    def check(self, site: LrnSite, graphs: EditableGraphs) -> Verdict:
+        verdict = scale_verdict(site, ", a BatchNormalization with shift 0",
+                                "per-channel scale and shift fitted by least squares on calibration data")
+        if not verdict.applicable:
+            return verdict
+        if graphs.opset < MIN_OPSET:
+            return Verdict(NOT_APPLICABLE, f"the model imports opset {graphs.opset}; "
+                                           f"BatchNormalization needs {MIN_OPSET} or later")
+        if site.constant_factor is not None and site.channels is None:
+            return Verdict(NOT_APPLICABLE, f"the channel count of '{site.input}' is unknown, so the "
+                                           "constant scale cannot be written per channel")
+        span = SiteSpan.locate(graphs, site)
+        if isinstance(span, str):
+            return Verdict(NOT_APPLICABLE, f"the op chain cannot be replaced as a whole: {span}")
+        return verdict
 
     def rewrite(self, ctx: RewriteContext, site: LrnSite) -> SiteRecord:
-        verdict = self.check(site)
-        if ctx.opset < MIN_OPSET:
-            raise UnsupportedModel(f"strategy 'bn' cannot rewrite LRN '{site.name}': the model "
-                                   f"imports opset {ctx.opset}; BatchNormalization needs {MIN_OPSET} or later")
+        verdict = self.check(site, ctx.graphs)
         details = {}
-        factor = constant_factor(site)
+        factor = site.constant_factor
         if factor is not None:
-            if site.channels is None:
-                raise UnsupportedModel(f"strategy 'bn' cannot rewrite LRN '{site.name}': the channel "
-                                       f"count of '{site.input}' is unknown")
             scale = np.full(site.channels, factor)
             shift = np.zeros(site.channels)
         else:
-            stats = site_stats(ctx, site, self.name)
+            stats = ctx.stats_for(site)
             scale, shift = stats.affine()
             details["residual_rms"] = stats.residual_rms(scale, shift)
-        details.update({"scale": summary(scale), "shift": summary(shift)})
+        details.update({"scale": summarize(scale), "shift": summarize(shift)})
 
-        dtype = numpy_dtype(site)
+        dtype = numpy_dtype(site.elem_type)
         epsilon = unit_epsilon(site.elem_type)
         attrs = {"epsilon": epsilon}
         if ctx.opset < 7:
             attrs["is_test"] = 1
         elif ctx.opset < 9:
             attrs["spatial"] = 1
-        span = SiteSpan.locate(ctx, site, self.name)
+        span = ctx.span(site)
         position = span.detach()
         b = OpBuilder(ctx.names, site.name, ctx.opset, dtype)
         b.op("BatchNormalization", "affine",
@@ -94,10 +100,9 @@ class BatchNorm:
               b.const("mean", np.zeros(len(scale))), b.const("var", np.full(len(scale), 1.0 - epsilon))],
              attrs, output=span.y)
         span.insert(position, b.nodes)
-        details.update({"tensor": span.y.name, "epsilon": epsilon,
-                        "replaced": [n.name for n in span.nodes]})
+        details.update({"epsilon": epsilon, "replaced": [n.name for n in span.nodes]})
         log.debug("bn %s: %s, scale %s", site.name, verdict.status, details["scale"])
-        return SiteRecord(site, self.name, verdict.status, verdict.reason, details)
+        return SiteRecord(site, self.name, verdict.status, verdict.reason, tensor=span.y.name, details=details)
 
 
 batch_norm = BatchNorm()

@@ -22,8 +22,9 @@ use ``Pow(d, -beta)`` or ``Exp(-beta * Log(d))``.
 float16 / bfloat16 sites are computed in float32 between two Casts (x^2 of Caffe-scale
 activations overflows float16). The last op writes the LRN's own output tensor, so the
 output name (and every consumer) is unchanged. Sites that arrive already decomposed
-(Caffe WITHIN_CHANNEL) are left as they are; PyTorch's exported chain (``torch-pattern``:
-Shape/Gather/If/Reshape around a ``Pow``) is replaced by this form, with PyTorch's window.
+(Caffe WITHIN_CHANNEL, a spatial window) are left as they are; PyTorch's exported chain
+(``torch-pattern``: Shape/Gather/If/Reshape around a ``Pow``) is replaced by this form, with
+PyTorch's window.
 """
 from __future__ import annotations
 
@@ -33,12 +34,12 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from lrnconv.nodes import OpBuilder
-from lrnconv.patterns import TORCH_FAMILY
-from lrnconv.sites import LrnSite
-from lrnconv.strategy import EXACT, NOT_APPLICABLE, RewriteContext, SiteRecord, Verdict
-
-from ._rewire import SiteSpan
+from lrnconv.base.errors import UsageError
+from lrnconv.engine.protocol import EXACT, NOT_APPLICABLE, RewriteContext, SiteRecord, Verdict
+from lrnconv.graph.nodes import OpBuilder
+from lrnconv.graph.preserve import EditableGraphs
+from lrnconv.graph.sites import LrnSite
+from lrnconv.graph.span import SiteSpan
 
 WINDOWS = ("pool", "conv", "cumsum")
 POWERS = ("roots", "pow", "explog")
@@ -64,27 +65,37 @@ class Decompose:
     """LRN -> Mul, window sum, Sqrt/Div (or Pow) — see the module docstring."""
 
     name = "decompose"
-    cost = 50
 
-    def check(self, site: LrnSite) -> Verdict:
-        if site.family == TORCH_FAMILY:
-            return Verdict(EXACT, "the exported op chain re-emitted in the faster form (no Pow, no shape ops)")
-        if not site.is_node:
+    @staticmethod
+    def _kept_as_is(site: LrnSite) -> bool:
+        """A spatial-window chain (Caffe WITHIN_CHANNEL) is primitive ops already."""
+        return not site.family.across_channels
+
+    def check(self, site: LrnSite, graphs: EditableGraphs) -> Verdict:
+        if self._kept_as_is(site):
             return Verdict(EXACT, "already primitive ops (imported decomposition)")
-        if site.rank is not None and site.rank < 2:
-            return Verdict(NOT_APPLICABLE, f"LRN input '{site.input}' has rank {site.rank}; "
-                                           "LRN needs at least [N, C]")
+        if site.rank_reason:
+            return Verdict(NOT_APPLICABLE, site.rank_reason)
+        if not site.family.is_lrn_node:
+            span = SiteSpan.locate(graphs, site)
+            if isinstance(span, str):
+                return Verdict(NOT_APPLICABLE, f"the op chain cannot be replaced as a whole: {span}")
+            return Verdict(EXACT, "the exported op chain re-emitted in the faster form (no Pow, no shape ops)")
         return Verdict(EXACT, "primitive ops computing the same maths")
 
+    def needs_stats(self, site: LrnSite) -> bool:
+        """Never: the maths is the LRN's own."""
+        return False
+
     def rewrite(self, ctx: RewriteContext, site: LrnSite) -> SiteRecord:
-        verdict = self.check(site)
-        if not site.is_node and site.family != TORCH_FAMILY:
-            return SiteRecord(site, self.name, verdict.status, verdict.reason)
+        verdict = self.check(site, ctx.graphs)
+        if self._kept_as_is(site):
+            return SiteRecord(site, self.name, verdict.status, verdict.reason, tensor=site.output, remains=True)
         window = str(ctx.options.get("window", DEFAULT_WINDOW))
         power = str(ctx.options.get("power", DEFAULT_POWER))
         window_used = self._feasible_window(window, site, ctx.opset)
 
-        span = SiteSpan.locate(ctx, site, self.name)
+        span = ctx.span(site)
         x, y = span.x, span.y
         position = span.detach()
         wide = _WIDE_TYPES.get(site.elem_type)
@@ -103,12 +114,12 @@ class Decompose:
         details = {"window": window_used, "power": power_used, "ops": [n.op for n in b.nodes]}
         if window_used != window:
             details["window_requested"] = window
-        return SiteRecord(site, self.name, EXACT, verdict.reason, details)
+        return SiteRecord(site, self.name, EXACT, verdict.reason, tensor=y.name, details=details)
 
     @staticmethod
     def _feasible_window(window: str, site: LrnSite, opset: int) -> str:
         if window not in WINDOWS:
-            raise ValueError(f"unknown window formulation '{window}'; choose from {WINDOWS}")
+            raise UsageError(f"unknown window formulation '{window}'; choose from {WINDOWS}")
         if window == "conv" and (site.channels is None or site.rank is None or site.rank < 3):
             return "pool"
         if window == "cumsum" and (opset < 11 or site.rank is None):
@@ -165,7 +176,7 @@ class Decompose:
     def _power(b: OpBuilder, site: LrnSite, power: str, x_in: gs.Tensor, base: gs.Tensor,
                output: Optional[gs.Variable]) -> str:
         if power not in POWERS:
-            raise ValueError(f"unknown power formulation '{power}'; choose from {POWERS}")
+            raise UsageError(f"unknown power formulation '{power}'; choose from {POWERS}")
         q = quarter_steps(site.beta) if power == "roots" else None
         if power == "roots" and q is None:
             power = DEFAULT_GENERAL_POWER

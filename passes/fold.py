@@ -26,74 +26,48 @@ Where the scale goes, first that works:
    tensor, reported with why 1 and 2 were refused.
 
 A Conv's weight (and bias) can absorb the scale only when it is a constant read by
-that Conv alone: a weight shared with another node, a graph input, or one computed from
-non-constant data is refused, and the reason names it. Weights produced by small
-constant subgraphs (``Constant``, ``ConstantOfShape`` of a constant shape, and short
-chains of shape and arithmetic ops on constants) are evaluated on that subgraph alone
-with ``onnx.reference`` and become initializers; the constant nodes that fed only that
-weight are removed. New weights are new constants (same dtype) replacing the Conv's
-input; the old initializer, no longer referenced, is dropped by the preservation step.
+that Conv alone (``lrnconv.graph.constants``: shared weights, graph inputs and weights
+computed from data are refused with the reason; weights of small constant subgraphs are
+evaluated, and the constant nodes that fed only that weight are removed). New weights
+are new constants (same dtype) replacing the Conv's input; the old initializer, no longer
+referenced, is dropped by the preservation step.
+
+``check`` plans 1, 2 and 3 on the graph before anything is edited, so ``inspect`` says
+where the scale would go, and a site whose scale could only become an explicit ``Mul``
+while its input rank is unknown (the constant cannot be shaped) is not applicable.
 
 After 1 and 2 the LRN is gone and its consumers read the LRN input (after 1 it carries
-``s x``: ``details["tensor"]`` names it; after 2 no tensor carries the site's value,
+``s x``: the record's ``tensor`` names it; after 2 no tensor carries the site's value,
 the tensor is None and ``details["tensor_unscaled"]`` names the input that, times the
-scale, would). A graph-output LRN keeps its name through an ``Identity``. A Caffe
-WITHIN_CHANNEL decomposition is folded as a whole.
+scale, would). A graph-output LRN keeps its name through an ``Identity``. A site that
+exists as an op chain (Caffe WITHIN_CHANNEL, PyTorch's export) is folded as a whole.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, List, Tuple, Union
+from typing import Dict, List, Union
 
 import numpy as np
-import onnx
 import onnx_graphsurgeon as gs
-from onnx.reference import ReferenceEvaluator
-from onnx_graphsurgeon.exporters.onnx_exporter import OnnxExporter
 
-from lrnconv.nodes import OpBuilder
-from lrnconv.sites import LrnSite
-from lrnconv.strategy import RewriteContext, SiteRecord, Verdict
+from lrnconv.engine.protocol import NOT_APPLICABLE, RewriteContext, SiteRecord, Verdict
+from lrnconv.graph.constants import ConstantScope, resolve_constant
+from lrnconv.graph.nodes import OpBuilder, channel_broadcast, numpy_dtype
+from lrnconv.graph.preserve import EditableGraphs
+from lrnconv.graph.sites import LrnSite
+from lrnconv.graph.span import Refusal, SiteSpan, consumers, describe, drop_nodes
+from lrnconv.maths.stats import summarize
 
-from ._rewire import (SiteSpan, consumers, constant_factor, describe, drop_nodes, scale_verdict,
-                      numpy_dtype, per_channel_shape, site_stats, summary)
+from ._scale import scale_verdict
 
 log = logging.getLogger(__name__)
 
 COMMUTING_OPS = ("Relu", "LeakyRelu", "PRelu", "MaxPool", "AveragePool", "Dropout", "Identity")
 """Ops with op(s x) = s op(x) for a positive per-channel s, on their data input 0."""
 
-CONSTANT_OPS = frozenset({
-    "Constant", "ConstantOfShape", "Identity", "Cast", "Reshape", "Transpose", "Squeeze",
-    "Unsqueeze", "Flatten", "Concat", "Slice", "Gather", "Expand", "Tile", "Shape",
-    "Add", "Sub", "Mul", "Div", "Neg", "Abs", "Sqrt", "Pow", "Exp", "Log", "Reciprocal",
-})
-"""Deterministic ops whose output on constant inputs is folded to an initializer."""
-
-MAX_CONSTANT_NODES = 16
 MAX_PATH = 16
-
-Refusal = str
-
-
-@dataclass(frozen=True)
-class _Scope:
-    """The graph a site lives in, the opset, and the initializers callers may override
-    (listed as graph inputs too, in IR >= 4 models: a default, not a constant)."""
-
-    graph: gs.Graph
-    opset: int
-    overridable: FrozenSet[str]
-
-    @classmethod
-    def of(cls, ctx: RewriteContext, site: LrnSite) -> "_Scope":
-        overridable: FrozenSet[str] = frozenset()
-        model = ctx.editable.model
-        if not site.graph_path and model.ir_version >= 4:
-            overridable = frozenset({i.name for i in model.graph.input}
-                                    & {t.name for t in model.graph.initializer})
-        return cls(ctx.graph_of(site), ctx.opset, overridable)
+_FITTED = "per-channel scale fitted by least squares on calibration data"
 
 
 @dataclass
@@ -112,90 +86,6 @@ class _Plan:
     where: str
 
 
-def _resolve_constant(scope: _Scope, node: gs.Node, index: int, role: str
-                      ) -> Union[Tuple[np.ndarray, List[gs.Node]], Refusal]:
-    """The value of Conv input ``index`` if this Conv alone may rescale it, and the nodes
-    computing it that only it uses; else why not."""
-    graph = scope.graph
-    tensor = node.inputs[index]
-    what = f"Conv {role} '{tensor.name}' of node '{node.name}'"
-    if any(t is tensor for t in graph.outputs):
-        return f"{what} is a graph output; cannot fold"
-    others = [n for n in consumers(tensor) if n is not node]
-    if others:
-        return f"{what} is shared with {describe(others[0])}; cannot fold"
-    if tensor.name in scope.overridable:
-        return f"{what} is a graph input (an initializer the caller may override); cannot fold"
-    if isinstance(tensor, gs.Constant):
-        return np.asarray(tensor.values), []
-    if any(t is tensor for t in graph.inputs):
-        return f"{what} is a graph input (not a constant); cannot fold"
-    if not tensor.inputs:
-        return f"{what} is not produced in this graph (outer-scope or missing); cannot fold"
-    chain = _constant_chain(graph, tensor)
-    if isinstance(chain, str):
-        return f"{what} {chain}; cannot fold"
-    try:
-        value = _evaluate(chain, tensor, scope.opset)
-    except Exception as exc:  # the reference evaluator raises whatever its op raises
-        return f"{what} could not be evaluated from its constant subgraph ({exc}); cannot fold"
-    return value, _freed(graph, chain, node)
-
-
-def _constant_chain(graph: gs.Graph, tensor: gs.Tensor) -> Union[List[gs.Node], Refusal]:
-    """The nodes computing ``tensor`` from constants only (graph order), or why not."""
-    found: Dict[int, gs.Node] = {}
-    stack = [tensor]
-    graph_inputs = {id(t) for t in graph.inputs}
-    while stack:
-        current = stack.pop()
-        if isinstance(current, gs.Constant) or not current.name:
-            continue
-        if id(current) in graph_inputs:
-            return f"is computed from graph input '{current.name}'"
-        if not current.inputs:
-            return f"is computed from '{current.name}', which is not produced in this graph"
-        producer = current.inputs[0]
-        if id(producer) in found:
-            continue
-        if producer.op not in CONSTANT_OPS or producer.domain not in ("", "ai.onnx"):
-            return f"comes from non-constant producer {describe(producer)}"
-        found[id(producer)] = producer
-        if len(found) > MAX_CONSTANT_NODES:
-            return f"comes from a constant subgraph of more than {MAX_CONSTANT_NODES} nodes"
-        stack.extend(producer.inputs)
-    return [n for n in graph.nodes if id(n) in found]
-
-
-def _evaluate(chain: List[gs.Node], tensor: gs.Tensor, opset: int) -> np.ndarray:
-    """Run the small constant subgraph alone with the onnx reference evaluator."""
-    produced = {t.name for n in chain for t in n.outputs}
-    leaves: Dict[str, gs.Constant] = {}
-    for n in chain:
-        for t in n.inputs:
-            if isinstance(t, gs.Constant) and t.name not in produced:
-                leaves[t.name] = t
-    graph = onnx.helper.make_graph(
-        [OnnxExporter.export_node(n) for n in chain], "constant_weight", [],
-        [onnx.helper.make_empty_tensor_value_info(tensor.name)],
-        initializer=[OnnxExporter.export_tensor_proto(t) for t in leaves.values()])
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
-    return np.asarray(ReferenceEvaluator(model).run(None, {})[0])
-
-
-def _freed(graph: gs.Graph, chain: List[gs.Node], reader: gs.Node) -> List[gs.Node]:
-    """The chain nodes whose outputs nothing but the chain and ``reader`` reads."""
-    outputs = {id(t) for t in graph.outputs}
-    freed = {id(reader)}
-    result = []
-    for node in reversed(chain):
-        if all(id(t) not in outputs and all(id(c) in freed for c in consumers(t)) for t in node.outputs):
-            freed.add(id(node))
-            result.append(node)
-    result.reverse()
-    return result
-
-
 def _scaled(values: np.ndarray, factors: np.ndarray) -> np.ndarray:
     """values * factors computed in float64, rounded once to the dtype of ``values``."""
     return (values.astype(np.float64) * factors).astype(values.dtype)
@@ -209,7 +99,7 @@ def _per_channel(scale: np.ndarray, count: int, what: str) -> Union[np.ndarray, 
     return scale
 
 
-def _backward(scope: _Scope, span: SiteSpan, scale: np.ndarray) -> Union[_Plan, Refusal]:
+def _backward(scope: ConstantScope, span: SiteSpan, scale: np.ndarray) -> Union[_Plan, Refusal]:
     """Plan folding into the Conv that produces the site input."""
     graph = scope.graph
     if np.any(scale <= 0):
@@ -240,7 +130,7 @@ def _backward(scope: _Scope, span: SiteSpan, scale: np.ndarray) -> Union[_Plan, 
         through.append(producer)
         tensor, allowed = producer.inputs[0], {id(producer)}
     conv = producer
-    weight = _resolve_constant(scope, conv, 1, "weight")
+    weight = resolve_constant(scope, conv, 1, "weight")
     if isinstance(weight, str):
         return weight
     values, freed = weight
@@ -250,7 +140,7 @@ def _backward(scope: _Scope, span: SiteSpan, scale: np.ndarray) -> Union[_Plan, 
     column = per_channel.reshape((-1,) + (1,) * (values.ndim - 1))
     edits = [_Edit(conv, 1, _scaled(values, column), freed)]
     if len(conv.inputs) > 2 and conv.inputs[2].name:
-        bias = _resolve_constant(scope, conv, 2, "bias")
+        bias = resolve_constant(scope, conv, 2, "bias")
         if isinstance(bias, str):
             return bias
         edits.append(_Edit(conv, 2, _scaled(bias[0], per_channel), bias[1]))
@@ -260,7 +150,7 @@ def _backward(scope: _Scope, span: SiteSpan, scale: np.ndarray) -> Union[_Plan, 
     return _Plan(edits, where)
 
 
-def _forward(scope: _Scope, span: SiteSpan, scale: np.ndarray) -> Union[_Plan, Refusal]:
+def _forward(scope: ConstantScope, span: SiteSpan, scale: np.ndarray) -> Union[_Plan, Refusal]:
     """Plan folding into every Conv that reads the site output."""
     y = span.y
     if span.is_graph_output:
@@ -274,7 +164,7 @@ def _forward(scope: _Scope, span: SiteSpan, scale: np.ndarray) -> Union[_Plan, R
             return f"LRN output '{y.name}' is read by {describe(node)}, not only by Convs"
         if node.inputs[0] is not y or any(t is y for t in node.inputs[1:]):
             return f"LRN output '{y.name}' is read by Conv '{node.name}' as a weight or bias"
-        weight = _resolve_constant(scope, node, 1, "weight")
+        weight = resolve_constant(scope, node, 1, "weight")
         if isinstance(weight, str):
             return weight
         values, freed = weight
@@ -306,63 +196,88 @@ def _apply(ctx: RewriteContext, graph: gs.Graph, plan: _Plan) -> List[str]:
     return created
 
 
+def _scope(graphs: EditableGraphs, site: LrnSite) -> ConstantScope:
+    overridable = graphs.overridable if not site.graph_path else frozenset()
+    return ConstantScope(graphs.graph_at(site.graph_path), graphs.opset, overridable)
+
+
+def _placement(graphs: EditableGraphs, span: SiteSpan, scale: np.ndarray):
+    """(plan or None, refusals): backward first, then forward; None means an explicit Mul."""
+    scope = _scope(graphs, span.site)
+    refused: Dict[str, str] = {}
+    plan = _backward(scope, span, scale)
+    if isinstance(plan, str):
+        refused["backward"] = plan
+        plan = _forward(scope, span, scale)
+        if isinstance(plan, str):
+            refused["forward"] = plan
+            plan = None
+    return plan, refused
+
+
+def _where(plan, refused: Dict[str, str]) -> str:
+    return plan.where if plan is not None else f"explicit Mul: {refused['backward']}; {refused['forward']}"
+
+
 class Fold:
     """LRN -> a per-channel scale folded into a Conv (or an explicit Mul)."""
 
     name = "fold"
-    cost = 20
-    needs_calibration = True
 
     def needs_stats(self, site: LrnSite) -> bool:
         """Whether rewriting this site needs calibration statistics (not for constant scales)."""
-        return constant_factor(site) is None
+        return site.constant_factor is None
 
-    def check(self, site: LrnSite) -> Verdict:
-        return scale_verdict(site, "", "per-channel scale fitted by least squares on calibration data")
+    def check(self, site: LrnSite, graphs: EditableGraphs) -> Verdict:
+        verdict = scale_verdict(site, "", _FITTED)
+        if not verdict.applicable:
+            return verdict
+        span = SiteSpan.locate(graphs, site)
+        if isinstance(span, str):
+            return Verdict(NOT_APPLICABLE, f"the op chain cannot be replaced as a whole: {span}")
+        plan, refused = _placement(graphs, span, np.asarray(1.0))  # any positive scale plans alike
+        if plan is None and site.rank is None:
+            return Verdict(NOT_APPLICABLE, f"the rank of input '{site.input}' is unknown, so an explicit "
+                                           f"per-channel Mul cannot be shaped to it, and the scale cannot be "
+                                           f"folded: {refused['backward']}; {refused['forward']}")
+        return Verdict(verdict.status, f"{verdict.reason}; {_where(plan, refused)}")
 
     def rewrite(self, ctx: RewriteContext, site: LrnSite) -> SiteRecord:
-        verdict = self.check(site)
-        factor = constant_factor(site)
+        verdict = scale_verdict(site, "", _FITTED)
+        factor = site.constant_factor
         details: Dict[str, object] = {}
         if factor is not None:
             scale = np.asarray(factor, dtype=np.float64)
         else:
-            stats = site_stats(ctx, site, self.name)
+            stats = ctx.stats_for(site)
             scale = stats.scale()
             details["residual_rms"] = stats.residual_rms(scale, np.zeros_like(scale))
-        details["scale"] = summary(scale)
+        details["scale"] = summarize(scale)
 
-        scope = _Scope.of(ctx, site)
-        span = SiteSpan.locate(ctx, site, self.name)
-        refused: Dict[str, str] = {}
-        plan = _backward(scope, span, scale)
-        if isinstance(plan, str):
-            refused["backward"] = plan
-            plan = _forward(scope, span, scale)
-            if isinstance(plan, str):
-                refused["forward"] = plan
-                plan = None
-
+        span = ctx.span(site)
+        plan, refused = _placement(ctx.graphs, span, scale)
+        where = _where(plan, refused)
         removed = [n.name for n in span.nodes]
         if plan is None:
-            constant = per_channel_shape(site, scale)  # raises before any edit if impossible
             position = span.detach()
-            b = OpBuilder(ctx.names, site.name, ctx.opset, numpy_dtype(site))
-            b.op("Mul", "scale", [span.x, b.const("scale", constant)], output=span.y)
+            b = OpBuilder(ctx.names, site.name, ctx.opset, numpy_dtype(site.elem_type))
+            b.op("Mul", "scale", [span.x, b.const("scale", channel_broadcast(scale, site.rank))], output=span.y)
             span.insert(position, b.nodes)
-            where = f"explicit Mul: {refused['backward']}; {refused['forward']}"
-            details.update({"direction": "mul", "tensor": span.y.name})
+            details["direction"] = "mul"
+            tensor = span.y.name
         else:
-            details["weights"] = _apply(ctx, scope.graph, plan)
-            where = plan.where
-            tensor = span.bypass(ctx)
+            details["weights"] = _apply(ctx, span.graph, plan)
+            bypassed = span.bypass(ctx.names, ctx.opset)
             if "backward" in refused:
-                details.update({"direction": "forward", "tensor": None, "tensor_unscaled": tensor})
+                details.update({"direction": "forward", "tensor_unscaled": bypassed})
+                tensor = None
             else:
-                details.update({"direction": "backward", "tensor": tensor})
+                details["direction"] = "backward"
+                tensor = bypassed
         details.update({"folded": where, "refused": refused, "removed": removed})
         log.debug("fold %s: %s, %s", site.name, verdict.status, where)
-        return SiteRecord(site, self.name, verdict.status, f"{verdict.reason}; {where}", details)
+        return SiteRecord(site, self.name, verdict.status, f"{verdict.reason}; {where}", tensor=tensor,
+                          details=details)
 
 
 fold = Fold()

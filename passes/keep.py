@@ -1,29 +1,33 @@
 """``keep``: leave every LRN as it is (always exact).
 
-The baseline strategy: a plain load / save through lrnconv's preservation step. Caffe
-WITHIN_CHANNEL sites, which have no ONNX op, arrive already as their exact
-decomposition from the importer and stay that way.
+The baseline strategy: a plain load / save through lrnconv's preservation step. Sites that
+exist as an op chain (Caffe WITHIN_CHANNEL as imported, PyTorch's exported chain) stay
+that chain.
 """
 from __future__ import annotations
 
-from lrnconv.sites import LrnSite
-from lrnconv.strategy import EXACT, RewriteContext, SiteRecord, Verdict
+from lrnconv.engine.protocol import EXACT, RewriteContext, SiteRecord, Verdict
+from lrnconv.graph.preserve import EditableGraphs
+from lrnconv.graph.sites import LrnSite
 
 
 class Keep:
     """No rewrite."""
 
     name = "keep"
-    cost = 100
 
-    def check(self, site: LrnSite) -> Verdict:
-        if not site.is_node:
+    def check(self, site: LrnSite, graphs: EditableGraphs) -> Verdict:
+        if not site.family.is_lrn_node:
             return Verdict(EXACT, "the op chain that stands for it is left as it is")
         return Verdict(EXACT, "LRN left unchanged")
 
+    def needs_stats(self, site: LrnSite) -> bool:
+        """Never: nothing is fitted."""
+        return False
+
     def rewrite(self, ctx: RewriteContext, site: LrnSite) -> SiteRecord:
-        verdict = self.check(site)
-        return SiteRecord(site, self.name, verdict.status, verdict.reason)
+        verdict = self.check(site, ctx.graphs)
+        return SiteRecord(site, self.name, verdict.status, verdict.reason, tensor=site.output, remains=True)
 
 
 keep = Keep()

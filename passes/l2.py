@@ -16,8 +16,9 @@ Everywhere else the rewrite is approximate and only applied because the user ask
 for ``l2`` by name or through ``auto``: ``k`` is the least-squares fit of
 ``y ~ k x / ||x||`` on calibration data (``SiteStats.l2_scale``), and the reason says
 which condition failed. The Mul writes the LRN output tensor, so the name and every
-consumer stay. A Caffe WITHIN_CHANNEL decomposition (a spatial normalization, which
-an L2 norm over channels only approximates) is replaced as a whole.
+consumer stay. A site that exists as an op chain is replaced as a whole (a Caffe
+WITHIN_CHANNEL one normalizes over a spatial window, which an L2 norm over channels only
+approximates; PyTorch's exported chain is judged with PyTorch's window).
 """
 from __future__ import annotations
 
@@ -25,18 +26,18 @@ import logging
 import math
 from typing import List
 
-from lrnconv.nodes import OpBuilder
-from lrnconv.sites import LrnSite
-from lrnconv.strategy import APPROXIMATE, EXACT, NOT_APPLICABLE, RewriteContext, SiteRecord, Verdict
-
-from ._rewire import SiteSpan, numpy_dtype, rank_reason, site_stats
+from lrnconv.engine.protocol import APPROXIMATE, EXACT, NOT_APPLICABLE, RewriteContext, SiteRecord, Verdict
+from lrnconv.graph.nodes import OpBuilder, numpy_dtype
+from lrnconv.graph.preserve import EditableGraphs
+from lrnconv.graph.sites import LrnSite
+from lrnconv.graph.span import SiteSpan
 
 log = logging.getLogger(__name__)
 
 
 def inexact_reasons(site: LrnSite) -> List[str]:
     """What keeps a site from being exactly an L2 normalization (empty when it is)."""
-    if not site.is_node:
+    if not site.family.across_channels:
         return ["Caffe WITHIN_CHANNEL normalizes over a spatial window, not over channels"]
     reasons = []
     if site.bias != 0:
@@ -58,17 +59,18 @@ class L2Norm:
     """LRN -> LpNormalization(p=2) * k."""
 
     name = "l2"
-    cost = 40
-    needs_calibration = True
 
     def needs_stats(self, site: LrnSite) -> bool:
         """Whether rewriting this site needs calibration statistics (not for exact sites)."""
         return bool(inexact_reasons(site))
 
-    def check(self, site: LrnSite) -> Verdict:
-        reason = rank_reason(site)
+    def check(self, site: LrnSite, graphs: EditableGraphs) -> Verdict:
+        reason = site.rank_reason
         if reason:
             return Verdict(NOT_APPLICABLE, reason)
+        span = SiteSpan.locate(graphs, site)
+        if isinstance(span, str):
+            return Verdict(NOT_APPLICABLE, f"the op chain cannot be replaced as a whole: {span}")
         reasons = inexact_reasons(site)
         if not reasons:
             return Verdict(EXACT, f"bias = 0, beta = 0.5 and the window covers all {site.channels} "
@@ -77,23 +79,22 @@ class L2Norm:
                                     + "; ".join(reasons))
 
     def rewrite(self, ctx: RewriteContext, site: LrnSite) -> SiteRecord:
-        verdict = self.check(site)
+        verdict = self.check(site, ctx.graphs)
         if verdict.status == EXACT:
             constant = math.sqrt(site.size / site.alpha)
             details = {"constant": constant, "fitted": False}
         else:
-            stats = site_stats(ctx, site, self.name)
-            constant = stats.l2_scale()
+            constant = ctx.stats_for(site).l2_scale()
             details = {"constant": constant, "fitted": True}
-        span = SiteSpan.locate(ctx, site, self.name)
+        span = ctx.span(site)
         position = span.detach()
-        b = OpBuilder(ctx.names, site.name, ctx.opset, numpy_dtype(site))
+        b = OpBuilder(ctx.names, site.name, ctx.opset, numpy_dtype(site.elem_type))
         unit = b.op("LpNormalization", "l2_normalized", [span.x], {"axis": 1, "p": 2})
         b.op("Mul", "scaled", [unit, b.const("constant", constant)], output=span.y)
         span.insert(position, b.nodes)
-        details.update({"tensor": span.y.name, "replaced": [n.name for n in span.nodes]})
+        details["replaced"] = [n.name for n in span.nodes]
         log.debug("l2 %s: %s, k = %g", site.name, verdict.status, constant)
-        return SiteRecord(site, self.name, verdict.status, verdict.reason, details)
+        return SiteRecord(site, self.name, verdict.status, verdict.reason, tensor=span.y.name, details=details)
 
 
 l2 = L2Norm()

@@ -9,8 +9,8 @@ it is approximate: a cheap option where the following layers tolerate the lost
 normalization, which only the measured drift can tell (``auto`` measures it).
 
 When the site output is an output of its graph, its name must stay: an ``Identity``
-from the site input writes it. A site that exists only as an imported decomposition
-(Caffe WITHIN_CHANNEL) is deleted as a whole (see ``_rewire``). No calibration is
+from the site input writes it. A site that exists as an op chain (Caffe WITHIN_CHANNEL,
+PyTorch's export) is deleted as a whole (see ``lrnconv.graph.span``). No calibration is
 needed; when statistics are given, the report includes the relative residual of
 ``y ~ x`` on them.
 """
@@ -20,10 +20,10 @@ import logging
 
 import numpy as np
 
-from lrnconv.sites import LrnSite
-from lrnconv.strategy import APPROXIMATE, EXACT, NOT_APPLICABLE, RewriteContext, SiteRecord, Verdict
-
-from ._rewire import SiteSpan, constant_factor, degenerate_reason
+from lrnconv.engine.protocol import APPROXIMATE, EXACT, NOT_APPLICABLE, RewriteContext, SiteRecord, Verdict
+from lrnconv.graph.preserve import EditableGraphs
+from lrnconv.graph.sites import LrnSite
+from lrnconv.graph.span import SiteSpan
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +32,19 @@ class Remove:
     """LRN -> nothing (see the module docstring)."""
 
     name = "remove"
-    cost = 10
-    needs_calibration = False
 
     def needs_stats(self, site: LrnSite) -> bool:
         """Never: removing a site fits nothing (statistics, when given, only add a residual)."""
         return False
 
-    def check(self, site: LrnSite) -> Verdict:
-        reason = degenerate_reason(site)
+    def check(self, site: LrnSite, graphs: EditableGraphs) -> Verdict:
+        reason = site.degenerate_reason
         if reason:
             return Verdict(NOT_APPLICABLE, reason)
-        factor = constant_factor(site)
+        span = SiteSpan.locate(graphs, site)
+        if isinstance(span, str):
+            return Verdict(NOT_APPLICABLE, f"the op chain cannot be deleted as a whole: {span}")
+        factor = site.constant_factor
         if factor == 1.0:
             why = "beta = 0" if site.beta == 0 else f"alpha = 0 and bias^beta = {site.bias:g}^{site.beta:g} = 1"
             return Verdict(EXACT, f"{why}: the LRN is the identity")
@@ -54,20 +55,20 @@ class Remove:
                                     "it see without it")
 
     def rewrite(self, ctx: RewriteContext, site: LrnSite) -> SiteRecord:
-        verdict = self.check(site)
-        span = SiteSpan.locate(ctx, site, self.name)
+        verdict = self.check(site, ctx.graphs)
+        span = ctx.span(site)
         removed = [n.name for n in span.nodes + span.feeders]
-        tensor = span.bypass(ctx)
-        details = {"tensor": tensor, "removed": removed}
-        factor = constant_factor(site)
+        tensor = span.bypass(ctx.names, ctx.opset)
+        details = {"removed": removed}
+        factor = site.constant_factor
         if factor is not None:
             details["factor_dropped"] = factor
-        stats = (ctx.options.get("stats") or {}).get(site.output)
+        stats = ctx.stats.get(site.output)
         if stats is not None and factor is None:
             ones = np.ones(stats.channels)
             details["residual_rms"] = stats.residual_rms(ones, np.zeros(stats.channels))
         log.debug("remove %s: %s, consumers read '%s'", site.name, verdict.status, tensor)
-        return SiteRecord(site, self.name, verdict.status, verdict.reason, details)
+        return SiteRecord(site, self.name, verdict.status, verdict.reason, tensor=tensor, details=details)
 
 
 remove = Remove()

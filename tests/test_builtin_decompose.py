@@ -6,7 +6,7 @@ import onnx
 import pytest
 
 import lrnconv
-from lrnconv.inputs import random_inputs
+from lrnconv.runtime.inputs import random_inputs
 from lrnconv.models import BUILTIN, build
 from conftest import max_rel, run
 

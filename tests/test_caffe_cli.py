@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 import lrnconv
-from lrnconv.caffe import NetBuilder, write_caffemodel, write_prototxt
-from lrnconv.cli import main
-from lrnconv.reference import lrn_caffe_across, lrn_caffe_within
+from lrnconv.formats.caffe import CaffeNetBuilder, write_caffemodel, write_prototxt
+from lrnconv.app.cli import main
+from lrnconv.maths.reference import lrn_caffe_across, lrn_caffe_within
 
 
 def invoke(*args):
@@ -22,7 +22,7 @@ def invoke(*args):
 def lrn_net(within_k: float = 1.0):
     """conv -> relu -> ACROSS LRN (k = 2) -> WITHIN LRN -> conv: both Caffe LRN modes."""
     rng = np.random.default_rng(0)
-    net = NetBuilder("lrn_pair")
+    net = CaffeNetBuilder("lrn_pair")
     net.input("data", (2, 3, 12, 12))
     net.layer("conv1", "Convolution", "data", "conv1", convolution_param={"num_output": 8, "kernel_size": 3, "pad": 1},
               blobs=[rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3, np.zeros(8, np.float32)])
@@ -63,7 +63,7 @@ def test_keep_is_a_plain_import_matching_caffe_semantics(caffe_files, tmp_path):
     x = np.random.default_rng(1).uniform(-128, 128, (2, 3, 12, 12)).astype(np.float32)
     relu_output = {s.name: s.input for s in lrnconv.find_lrn(model)}["norm1"]  # in-place ReLU, renamed
     wanted = [relu_output, "norm1", "norm2"]
-    got = lrnconv.runtime.create_session(model, "CPUExecutionProvider", wanted).run({"data": x}, None, wanted)
+    got = lrnconv.runtime.sessions.create_session(model, "CPUExecutionProvider", wanted).run({"data": x}, None, wanted)
     relu = got[relu_output].astype(np.float64)
     assert relu.min() == 0
     across = lrn_caffe_across(relu, 5, 1e-3, 0.75, 2.0)

@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lrnconv.caffe import NetBuilder, load_caffe, write_caffemodel, write_prototxt
-from lrnconv.errors import BadInput, InvalidSite, LrnConvError, UnsupportedModel
+from lrnconv.formats.caffe import CaffeNetBuilder, load_caffe, write_caffemodel, write_prototxt
+from lrnconv.base.errors import BadInput, InvalidSite, LrnConvError, UnsupportedModel
 
 
 def conv_net(*, v1=False, bias_term=True, weight_shape=(4, 3, 3, 3)):
     rng = np.random.default_rng(0)
-    net = NetBuilder("errors", v1=v1)
+    net = CaffeNetBuilder("errors", v1=v1)
     net.input("data", (1, 3, 8, 8), style="input_dim" if v1 else "input_shape")
     blobs = [rng.standard_normal(weight_shape).astype(np.float32)]
     if bias_term:

@@ -1,6 +1,6 @@
 """Caffe import against an independent implementation.
 
-Every net is written through the project's Caffe schema (``NetBuilder`` ->
+Every net is written through the project's Caffe schema (``CaffeNetBuilder`` ->
 ``.prototxt`` + ``.caffemodel`` with random weights), imported with ``load_caffe`` and
 run under ONNX Runtime; OpenCV's own Caffe importer (``cv2.dnn.readNetFromCaffe``) runs
 the same two files. Outputs must agree within max-rel 1e-4 (``max|a-b| / max|b|``).
@@ -26,9 +26,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from lrnconv.caffe import (NOTES_KEY, SITES_KEY, NetBuilder, blob_from_array, load_caffe,
-                           read_prototxt, write_caffemodel, write_prototxt)
-from lrnconv.reference import lrn_caffe_across, lrn_caffe_within
+from lrnconv.formats.caffe import (CaffeNetBuilder, blob_from_array, load_caffe, read_prototxt,
+                                   write_caffemodel, write_prototxt)
+from lrnconv.graph.metadata import NOTES_KEY, SITES_KEY
+from lrnconv.maths.reference import lrn_caffe_across, lrn_caffe_within
 
 cv2 = pytest.importorskip("cv2")
 
@@ -143,7 +144,7 @@ def lrn_matters(x, y, margin=0.1):
 def alexnet_like(rng, *, v1=False, input_style="input_shape", k=1.0):
     """A small AlexNet: conv/relu/LRN/pool twice (group conv, ceil pooling on odd sizes),
     fc/relu/dropout, fc, softmax; in-place ReLUs and dropouts as in the original."""
-    net = NetBuilder("alexnet_like", v1=v1)
+    net = CaffeNetBuilder("alexnet_like", v1=v1)
     net.input("data", (2, 3, 31, 29), style=input_style)
     net.layer("conv1", "Convolution", "data", "conv1",
               convolution_param={"num_output": 8, "kernel_size": 5, "stride": 2, "pad": 1},
@@ -255,7 +256,7 @@ def test_v1_format_matches_opencv_and_its_v2_twin(tmp_path):
 ])
 def test_lrn_k1_matches_opencv_and_reference(tmp_path, region, size, channels):
     rng = np.random.default_rng(size * 10 + channels)
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", (2, channels, 9, 7))
     net.layer("norm", "LRN", "data", "norm",
               lrn_param={"local_size": size, "alpha": 1e-4, "beta": 0.75,
@@ -272,7 +273,7 @@ def test_lrn_k1_matches_opencv_and_reference(tmp_path, region, size, channels):
 
 
 def _lrn_net(k, region="ACROSS_CHANNELS", shape=(2, 6, 5, 7), alpha=1e-4, beta=0.75, size=5):
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", shape)
     net.layer("norm", "LRN", "data", "norm",
               lrn_param={"local_size": size, "alpha": alpha, "beta": beta, "k": k,
@@ -335,7 +336,7 @@ def test_lrn_within_ignores_k_like_caffe(tmp_path):
 def test_pooling_ceil_mode_matches_opencv_and_caffe_loop(tmp_path, h, w, kernel, stride, pad,
                                                          method):
     rng = np.random.default_rng(h * w + kernel)
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", (2, 3, h, w))
     net.layer("pool", "Pooling", "data", "pool",
               pooling_param={"pool": method, "kernel_size": kernel, "stride": stride,
@@ -349,7 +350,7 @@ def test_pooling_ceil_mode_matches_opencv_and_caffe_loop(tmp_path, h, w, kernel,
 
 def test_pooling_rectangular_and_global(tmp_path):
     rng = np.random.default_rng(8)
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", (2, 4, 9, 8))
     net.layer("rect", "Pooling", "data", "rect",
               pooling_param={"pool": "AVE", "kernel_h": 3, "kernel_w": 2, "stride_h": 2,
@@ -373,7 +374,7 @@ def test_pooling_round_mode_floor(tmp_path, method):
     rng = np.random.default_rng(9)
     x = pixels(rng, (2, 3, 8, 7))
     for field, value in (("round_mode", "FLOOR"), ("ceil_mode", False)):
-        net = NetBuilder()
+        net = CaffeNetBuilder()
         net.input("data", (2, 3, 8, 7))
         net.layer("pool", "Pooling", "data", "pool",
                   pooling_param={"pool": method, "kernel_size": 3, "stride": 2, "pad": 1,
@@ -395,7 +396,7 @@ def test_pooling_round_mode_floor(tmp_path, method):
 
 def test_convolution_forms_and_deconvolution(tmp_path):
     rng = np.random.default_rng(10)
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", (2, 4, 9, 8))
     net.layer("c1", "Convolution", "data", "c1",
               convolution_param={"num_output": 6, "kernel_h": 3, "kernel_w": 2, "pad_h": 1,
@@ -443,7 +444,7 @@ def test_deconvolution_with_dilation_and_opencv_discrepancy(tmp_path):
     rng = np.random.default_rng(11)
     x = pixels(rng, (2, 4, 5, 6))
     w, b = he(rng, 4, 3, 3, 3), small(rng, 6)
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", x.shape)
     net.layer("d", "Deconvolution", "data", "d",
               convolution_param={"num_output": 6, "kernel_size": 3, "stride": 2, "pad": 1,
@@ -465,7 +466,7 @@ def test_inner_product_axis_and_transpose(tmp_path):
     x = pixels(rng, (2, 4, 3, 5))
     w_axis2, w_axis3, w_t = he(rng, 7, 15), he(rng, 7, 5), he(rng, 60, 7, fan_in=60)
     b = small(rng, 7)
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", x.shape)
     net.layer("ip2", "InnerProduct", "data", "ip2",
               inner_product_param={"num_output": 7, "axis": 2}, blobs=[w_axis2, b])
@@ -493,7 +494,7 @@ def test_inner_product_axis_and_transpose(tmp_path):
 
 def test_activations_and_power(tmp_path):
     rng = np.random.default_rng(13)
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", (2, 5, 4, 3))
     net.layer("scaled", "Power", "data", "scaled", power_param={"scale": 0.02})
     net.layer("leaky", "ReLU", "scaled", "leaky", relu_param={"negative_slope": 0.1})
@@ -515,7 +516,7 @@ def test_activations_and_power(tmp_path):
 
 def test_eltwise_concat_slice_split(tmp_path):
     rng = np.random.default_rng(14)
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", (2, 6, 4, 5))
     net.layer("split", "Split", "data", ["d1", "d2"])
     net.layer("halves", "Slice", "d1", ["a", "b"], slice_param={"axis": 1})
@@ -544,7 +545,7 @@ def test_legacy_concat_dim_and_slice_dim(tmp_path):
     they are set; OpenCV ignores them and works on axis 1 (on record)."""
     rng = np.random.default_rng(21)
     x = pixels(rng, (2, 6, 4, 5))
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", x.shape)
     net.layer("rows", "Slice", "data", ["top", "rest"],
               slice_param={"slice_dim": 2, "slice_point": [1]})
@@ -563,7 +564,7 @@ def test_batchnorm_scale_flatten_reshape_softmax(tmp_path):
     rng = np.random.default_rng(15)
     c = 5
     mean, var = small(rng, c, scale=30.0), np.abs(small(rng, c, scale=3000.0)) + 100.0
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", (2, c, 4, 3))
     net.layer("bn", "BatchNorm", "data", "bn", batch_norm_param={"eps": 1e-3},
               blobs=[mean * 2.5, var * 2.5, np.array([2.5], np.float32)])
@@ -598,7 +599,7 @@ def test_batchnorm_batch_statistics(tmp_path):
     in any phase); OpenCV refuses such a layer for batches > 1."""
     rng = np.random.default_rng(16)
     x = pixels(rng, (3, 4, 5, 2))
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", x.shape)
     net.layer("bn", "BatchNorm", "data", "bn", batch_norm_param={"use_global_stats": False},
               blobs=[small(rng, 4), np.ones(4, np.float32), np.ones(1, np.float32)])
@@ -620,7 +621,7 @@ def test_batchnorm_batch_statistics(tmp_path):
 
 
 def test_batch_dependent_reshape_pins_the_batch(tmp_path):
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", (2, 3, 4, 4))
     net.layer("rs", "Reshape", "data", "rs", reshape_param={"shape": [6, 16]})
     prototxt, caffemodel = save(tmp_path, net)
@@ -714,7 +715,7 @@ def test_caffemodel_blob_encodings(tmp_path, encoding):
     importer reads packed floats straight from the file and parses anything else)."""
     rng = np.random.default_rng(22)
     weight = small(rng, 4, 3, 3, 3, scale=1.0)
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", (1, 3, 6, 6))
     net.layer("conv", "Convolution", "data", "conv",
               convolution_param={"num_output": 4, "kernel_size": 3, "bias_term": False})
@@ -744,7 +745,7 @@ def test_bias_layer_and_two_net_inputs(tmp_path):
     rng = np.random.default_rng(23)
     x, gate = pixels(rng, (2, 4, 3, 5)), small(rng, 2, 4, scale=1.0)
     b_blob = small(rng, 3, 5, scale=10.0)
-    net = NetBuilder()
+    net = CaffeNetBuilder()
     net.input("data", x.shape)
     net.input("gate", gate.shape)
     net.layer("gated", "Scale", ["data", "gate"], "gated", scale_param={"axis": 0})

@@ -6,11 +6,12 @@ import pytest
 from PIL import Image
 
 import lrnconv
-from lrnconv.calibrate import calibrate, split_halves
-from lrnconv.inputs import ImagePreprocessing, load_data
+from lrnconv.measure.calibration import calibrate, split_halves
+from lrnconv.runtime.runnable import RunnableReference
+from lrnconv.runtime.inputs import ImagePreprocessing, load_data
 from lrnconv.models import build
-from lrnconv.reference import lrn_onnx
-from lrnconv.stats import SiteStats
+from lrnconv.maths.reference import lrn_onnx
+from lrnconv.maths.stats import SiteStats
 
 
 def lrn_pair(seed=0, shape=(6, 10, 4, 4)):
@@ -52,7 +53,7 @@ def test_halves_are_disjoint_and_stats_come_from_the_first():
     model = build("alexnet", variant="small")
     data = {"data": np.random.default_rng(5).uniform(-128, 128, (6, 3, 227, 227)).astype(np.float32)}
     sites = lrnconv.find_lrn(model)
-    result = calibrate(model, sites, data, batch_size=2)
+    result = calibrate(RunnableReference(model, sites), data, batch_size=2)
     fit, held = split_halves(data)
     assert np.array_equal(result.evaluation["data"], data["data"][3:])
     assert (result.calibration_samples, result.evaluation_samples) == (3, 3)
@@ -65,13 +66,13 @@ def test_halves_are_disjoint_and_stats_come_from_the_first():
 
 
 def run_exposed(model, feeds, name):
-    from lrnconv.runtime import create_session
+    from lrnconv.runtime.sessions import create_session
     return create_session(model, "CPUExecutionProvider", [name]).run(feeds, None, [name])[name]
 
 
 def test_without_data_the_notes_say_so_loudly():
     model = build("caffenet", variant="small")
-    result = calibrate(model, lrnconv.find_lrn(model), None, samples=4)
+    result = calibrate(RunnableReference(model, lrnconv.find_lrn(model)), None, samples=4)
     assert result.notes and result.notes[0].startswith("NO CALIBRATION DATA")
     assert result.evaluation_samples == 2
 
@@ -79,7 +80,7 @@ def test_without_data_the_notes_say_so_loudly():
 def test_one_sample_is_refused():
     model = build("caffenet", variant="small")
     with pytest.raises(lrnconv.BadInput, match="at least 2 samples"):
-        calibrate(model, lrnconv.find_lrn(model), {"data": np.zeros((1, 3, 227, 227), np.float32)})
+        calibrate(RunnableReference(model, lrnconv.find_lrn(model)), {"data": np.zeros((1, 3, 227, 227), np.float32)})
 
 
 def test_image_folder(tmp_path):

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 import lrnconv
-from lrnconv.cli import main
+from lrnconv.app.cli import main
 from conftest import lrn_model
 
 
@@ -175,7 +175,7 @@ def test_verify_missing_cuda_provider_is_exit_2(tiny_lrn_file):
 @pytest.mark.filterwarnings("ignore:Specified provider")
 def test_silent_provider_fallback_is_an_error(tiny_lrn_file):
     """Asked for a provider it lacks, ONNX Runtime quietly runs on CPU; lrnconv refuses that."""
-    from lrnconv.runtime import create_session
+    from lrnconv.runtime.sessions import create_session
 
     with pytest.raises(lrnconv.ProviderUnavailable, match="silently replaced CUDAExecutionProvider"):
         create_session(onnx.load(str(tiny_lrn_file)), "CUDAExecutionProvider")

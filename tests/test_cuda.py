@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from onnx import TensorProto
 
 import lrnconv
-from lrnconv.cli import main
+from lrnconv.app.cli import main
 from lrnconv.models import BUILTIN, build
-from lrnconv.reference import lrn_onnx
-from lrnconv.runtime import create_session
+from lrnconv.maths.reference import lrn_onnx
+from lrnconv.runtime.sessions import create_session
 from conftest import lrn_model, lrn_scale_inputs, max_rel
 
 pytestmark = [

@@ -1,4 +1,4 @@
-"""decompose: exact against ONNX Runtime's LRN kernel where it runs, lrnconv.reference elsewhere."""
+"""decompose: exact against ONNX Runtime's LRN kernel where it runs, lrnconv.maths.reference elsewhere."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto
 
 import lrnconv
-from lrnconv.reference import lrn_onnx
+from lrnconv.maths.reference import lrn_onnx
 from conftest import lrn_model, lrn_scale_inputs, max_rel, run
 
 WINDOWS = ["pool", "conv", "cumsum"]

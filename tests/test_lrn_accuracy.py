@@ -5,7 +5,7 @@ channel, subtract the old). With Caffe-scale activations (x^2 up to ~1e6 over 96
 channels) the subtraction cancels, and the kernel is off the float64 result by
 ~1e-6 relative at AlexNet's norm2 — several times what decompose loses. These tests
 feed each built-in model's real site inputs to both and measure both against
-``lrnconv.reference`` in float64, so the end-to-end drift that ``verify`` reports
+``lrnconv.maths.reference`` in float64, so the end-to-end drift that ``verify`` reports
 against the native kernel is on record as the native kernel's.
 """
 from __future__ import annotations
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 import lrnconv
-from lrnconv.inputs import random_inputs
+from lrnconv.runtime.inputs import random_inputs
 from lrnconv.models import BUILTIN, build
-from lrnconv.reference import lrn_onnx
-from lrnconv.runtime import create_session
+from lrnconv.maths.reference import lrn_onnx
+from lrnconv.runtime.sessions import create_session
 from conftest import lrn_model, max_rel, run
 
 

@@ -2,7 +2,7 @@
 numerical regime that makes them useful test subjects.
 
 The small variants are run through ONNX Runtime on the default seeded inputs
-(``lrnconv.inputs.random_inputs``, uniform in [-128, 128)) with every LRN input exposed,
+(``lrnconv.runtime.inputs.random_inputs``, uniform in [-128, 128)) with every LRN input exposed,
 to show that each LRN site works where it does on real data (its term
 ``alpha/size * window sum of x^2`` is a sizable fraction of the bias) and that the
 softmax is neither saturated nor blind to its input. The full variants are only built
@@ -18,8 +18,8 @@ import onnxruntime as ort
 import pytest
 
 from lrnconv import models
-from lrnconv.errors import UsageError
-from lrnconv.inputs import graph_inputs, random_inputs
+from lrnconv.base.errors import UsageError
+from lrnconv.runtime.inputs import graph_inputs, random_inputs
 
 SAMPLES = 32
 

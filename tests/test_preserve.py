@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import lrnconv
-from lrnconv.reference import lrn_onnx
+from lrnconv.maths.reference import lrn_onnx
 from conftest import lrn_scale_inputs, max_rel, run
 
 RICH_MODEL = """

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
-from lrnconv.reference import (
+from lrnconv.maths.reference import (
     FAMILIES,
     lrn_caffe_across,
     lrn_caffe_within,

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 import lrnconv
-from lrnconv.cli import main
+from lrnconv.app.cli import main
 from conftest import max_rel, run
 
 
@@ -40,7 +40,7 @@ def test_found_with_torch_parameters(tmp_path, size):
     (site,) = lrnconv.find_lrn(lrnconv.load(path))
     assert (site.family, site.size, site.alpha, site.beta, site.bias, site.channels) == \
         ("torch-pattern", size, 2e-3, 0.5, 1.5, 12)
-    assert site.window == (size // 2, (size - 1) // 2) and not site.is_node
+    assert site.window == (size // 2, (size - 1) // 2) and not site.family.is_lrn_node
 
 
 @pytest.mark.parametrize("size", [3, 4, 5])

@@ -26,8 +26,10 @@ import pytest
 from click.testing import CliRunner
 
 import lrnconv
-from lrnconv.cli import main as cli_main
-from lrnconv.drift import Tolerance
+from lrnconv.app.cli import main as cli_main
+from lrnconv.app.conversion import needs_calibration
+from lrnconv.passes import AUTO_ORDER
+from lrnconv.maths.drift import Tolerance
 
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
@@ -45,9 +47,9 @@ def _load_maker():
     return module
 
 
-def _calibrates(name: str) -> bool:
+def _calibrates(name: str, model: onnx.ModelProto) -> bool:
     """Whether convert fits this strategy on the first half and verifies on the second by itself."""
-    return name == "auto" or bool(getattr(lrnconv.strategies().get(name), "needs_calibration", False))
+    return needs_calibration(name, lrnconv.find_lrn(model))
 
 
 def _prob(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
@@ -70,7 +72,7 @@ def digits():
     """The fixture model, the test set, and the held-out half that verification runs on."""
     _, _, x_test, y_test = _load_maker().digits_split()
     model = lrnconv.load(MODEL_PATH)
-    half = (len(x_test) + 1) // 2  # lrnconv.calibrate.split_halves: the first half fits
+    half = (len(x_test) + 1) // 2  # lrnconv.measure.calibration.split_halves: the first half fits
     held_x, held_y = x_test[half:], y_test[half:]
     reference = _prob(model, held_x)
     return {"model": model, "x_test": x_test, "y_test": y_test, "held_x": held_x, "held_y": held_y,
@@ -78,7 +80,7 @@ def digits():
 
 
 def _convert(digits, name: str) -> lrnconv.ConversionResult:
-    verify = lrnconv.VerifyOptions() if _calibrates(name) else lrnconv.VerifyOptions(inputs={"data": digits["held_x"]})
+    verify = lrnconv.VerifyOptions() if _calibrates(name, digits["model"]) else lrnconv.VerifyOptions(inputs={"data": digits["held_x"]})
     return lrnconv.convert(digits["model"], name, calibration={"data": digits["x_test"]},
                            verify=verify, tolerance=TOLERANCE)
 
@@ -142,18 +144,16 @@ def test_strategy_accuracy_and_agreement(digits, name):
         assert drift.max_rel < 1e-5
         assert report.tolerance is None and result.passed
     elif name == "auto":
-        registry = list(lrnconv.strategies())
+        order = [s.name for s in AUTO_ORDER]
         for record in result.sites:
-            tried = record.details["auto"]
-            assert [t["accepted"] for t in tried] == [False] * (len(tried) - 1) + [True], record.site.name
-            assert tried[-1]["strategy"] == record.strategy
-            assert all(t["reason"] for t in tried)
-            order = [registry.index(t["strategy"]) for t in tried]
-            assert order == sorted(order), "auto walks the strategies cheapest first"
-        if "remove" in registry:
-            # the LRN term matters: auto may not simply drop the first LRN of this network
-            first = result.sites[0].details["auto"][0]
-            assert first["strategy"] == "remove" and not first["accepted"]
+            tried = record.attempts
+            assert [t.accepted for t in tried] == [False] * (len(tried) - 1) + [True], record.site.name
+            assert tried[-1].strategy == record.strategy
+            assert all(t.reason for t in tried)
+            assert [t.strategy for t in tried] == order[:len(tried)], "auto walks the declared order"
+        # the LRN term matters: auto may not simply drop the first LRN of this network
+        first = result.sites[0].attempts[0]
+        assert first.strategy == "remove" and not first.accepted
         assert TOLERANCE.accepts(drift) and result.passed
         assert accuracy >= original_accuracy - 0.02
     else:
@@ -217,7 +217,7 @@ def test_cli_auto_report_explains_every_choice(digits, tmp_path):
     assert data["strategy"] == "auto" and data["verify"]["tolerance"] == {"top1": 0.98, "cosine": 0.99}
     for site in data["sites"]:
         assert site["status"] in ("exact", "approximate") and site["reason"]
-        tried = site["details"]["auto"]
+        tried = site["auto"]
         assert tried[-1]["accepted"] and tried[-1]["strategy"] == site["strategy"]
         assert all(not t["accepted"] and "tolerance" in t["reason"] for t in tried[:-1])
         assert site["drift"]["cpu"]["cosine"] > 0

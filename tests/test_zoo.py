@@ -7,9 +7,9 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from lrnconv.cli import main
+from lrnconv.app.cli import main
 from lrnconv.models import BUILTIN
-from lrnconv.zoo import builtin_items, parse_shard
+from lrnconv.app.zoo import builtin_items, parse_shard
 from conftest import lrn_model
 
 

@@ -1,0 +1,172 @@
+"""``convert``: find_lrn -> (calibrate) -> (select) -> rewrite each site -> (verify).
+
+The one orchestration point of the library. The sites are found once and the runnable
+reference (the original, or its exact decomposition where ONNX Runtime refuses it) is
+built once; calibration, ``auto`` and verification all get them handed down. The graph
+is edited with onnx-graphsurgeon and spliced back into the original ``ModelProto``
+(nothing untouched is lost, no weight is copied). Verification, when asked for, compares
+against the model as it was before the rewrite.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import onnx
+
+from ..base.errors import UsageError
+from ..engine.plan import rewrite, strategy_named, uniform_plan
+from ..engine.protocol import EXACT, SiteRecord, Strategy
+from ..graph.sites import LrnSite, find_lrn
+from ..maths.drift import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
+from ..maths.stats import SiteStats
+from ..measure.calibration import DEFAULT_CALIBRATION_SAMPLES, Calibration, calibrate
+from ..measure.selection import select
+from ..measure.verification import DEFAULT_SAMPLES, DriftReport, verify_against
+from ..passes import AUTO_ORDER, REGISTRY
+from ..runtime.runnable import RunnableReference
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+
+
+def strategies() -> Dict[str, Strategy]:
+    """The registry of strategies (name -> object), cheapest first."""
+    return dict(REGISTRY)
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """How ``convert`` verifies its result (see ``lrnconv.verify``)."""
+
+    inputs: Optional[Mapping[str, np.ndarray]] = None
+    providers: Sequence[str] = ("cpu",)
+    samples: int = DEFAULT_SAMPLES
+    seed: int = 0
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+
+
+@dataclass
+class ConversionResult:
+    """The converted model, what happened at each site, and the verification verdict."""
+
+    model: onnx.ModelProto
+    strategy: str
+    sites: List[SiteRecord]
+    verify: Optional[DriftReport] = None
+    notes: List[str] = field(default_factory=list)
+    random_inputs: List[str] = field(default_factory=list)
+    """What was done on seeded random inputs for want of data: 'fitting', 'verifying'."""
+
+    @property
+    def passed(self) -> bool:
+        """True unless verification ran and failed."""
+        return self.verify is None or self.verify.passed
+
+    def to_dict(self, input_path: Optional[str] = None, output_path: Optional[str] = None) -> Dict[str, object]:
+        return {"input": input_path, "output": output_path, "strategy": self.strategy,
+                "sites": [r.to_dict() for r in self.sites],
+                "verify": self.verify.to_dict() if self.verify is not None else None,
+                "notes": list(self.notes)}
+
+
+def needs_calibration(strategy: str, sites: Sequence[LrnSite]) -> bool:
+    """Whether converting ``sites`` with ``strategy`` fits anything on data (auto: any candidate)."""
+    candidates = AUTO_ORDER if strategy == AUTO else (strategy_named(strategy),)
+    return any(c.needs_stats(site) for c in candidates for site in sites)
+
+
+def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
+            calibration: Optional[Mapping[str, np.ndarray]] = None,
+            tolerance: Optional[Tolerance] = None, verify: Optional[VerifyOptions] = None,
+            inplace: bool = False, options: Optional[Mapping[str, object]] = None,
+            stats: Optional[Mapping[str, SiteStats]] = None,
+            calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES) -> ConversionResult:
+    """Rewrite every LRN site of ``model`` with ``strategy``.
+
+    Approximating strategies (``fold``, ``bn``, ``l2``, and ``auto``) fit their parameters
+    on the first half of ``calibration``; the second half is what ``auto`` judges them
+    on and what verification runs on, so nothing is judged on the samples it was fitted
+    on. The default is ``decompose`` (exact), so that nothing is approximated unless asked.
+
+    Args:
+        model: the model; left untouched unless ``inplace``.
+        strategy: ``auto`` or a name from ``lrnconv.passes.REGISTRY``.
+        calibration: arrays keyed by input name, leading axis = samples. Defaults to None:
+            seeded random pixel-like inputs, with a loud note (approximating strategies only).
+        tolerance: what ``auto`` accepts, and what verification of an approximate result
+            is judged by. Defaults to ``Tolerance()`` (top-1 >= 99.5 %, cosine >= 0.999).
+        verify: verify the result against the original with these options. Defaults to
+            None (no verification).
+        inplace: edit ``model`` itself (saves a copy of the weights; the CLI uses it).
+        options: strategy options (``decompose``: ``window``, ``power``).
+        stats: calibration statistics keyed by site output, instead of fitting them on
+            ``calibration``. Defaults to None (fitted when a strategy needs them).
+
+    Raises:
+        UsageError: unknown strategy.
+        UnsupportedModel: the strategy cannot handle a site (the reason names it).
+    """
+    if strategy != AUTO and strategy not in REGISTRY:
+        raise UsageError(f"unknown strategy '{strategy}'; choose from {', '.join(list(REGISTRY) + [AUTO])}")
+    sites = find_lrn(model)
+    tolerance = tolerance or Tolerance()
+    notes: List[str] = [] if sites else ["no LRN site found; the model is unchanged"]
+    provider = verify.providers[0] if verify is not None and verify.providers else "cpu"
+    needs_data = stats is None and needs_calibration(strategy, sites)
+    reference = None
+    if verify is not None or strategy == AUTO or needs_data:
+        original = model
+        if inplace:  # the rewrite edits ``model``: the reference keeps what it was
+            original = onnx.ModelProto()
+            original.CopyFrom(model)
+        reference = RunnableReference(original, sites)
+    fitted: Optional[Calibration] = None
+    if needs_data:
+        fitted = calibrate(reference, calibration, samples=calibration_samples, provider=provider)
+        stats = fitted.stats
+        notes.extend(fitted.notes)
+    stats = dict(stats or {})
+
+    attempts = {}
+    if strategy == AUTO:
+        plan, attempts = select(reference, fitted, tolerance, provider, stats=stats, options=dict(options or {}))
+    else:
+        plan = uniform_plan(sites, strategy)
+    converted, records = rewrite(model, plan, sites=sites, stats=stats, options=options, inplace=inplace)
+    for record in records:
+        record.attempts = attempts.get(record.site.output, [])
+    result = ConversionResult(converted, strategy, records, notes=notes)
+    if fitted is not None and calibration is None:
+        result.random_inputs.append("fitting")
+    if verify is not None:
+        approximate = any(r.status != EXACT for r in records)
+        inputs = verify.inputs
+        if inputs is None and fitted is not None:
+            inputs = fitted.evaluation
+            result.notes.append(f"verified on the {fitted.evaluation_samples} held-out samples "
+                                f"(the second half of the data; the first {fitted.calibration_samples} fitted it)")
+        elif inputs is None and calibration is not None:
+            inputs = calibration  # nothing was fitted on it, so all of it is fair to verify on
+        if inputs is None or (fitted is not None and calibration is None):
+            result.random_inputs.append("verifying")
+        site_tensors = {r.site.output: r.tensor for r in records if r.tensor is not None}
+        result.verify = verify_against(reference, converted, inputs, verify.providers,
+                                       samples=verify.samples, seed=verify.seed, atol=verify.atol,
+                                       rtol=verify.rtol, per_site=True, site_tensors=site_tensors,
+                                       tolerance=tolerance if approximate else None)
+        _attach_site_drift(result)
+        result.notes.extend(n for n in result.verify.notes if n not in result.notes)
+    log.info("%d LRN site(s) rewritten with %s", len(records), strategy)
+    return result
+
+
+def _attach_site_drift(result: ConversionResult) -> None:
+    for record in result.sites:
+        per_provider = {p: r.sites[record.site.output].to_dict()
+                        for p, r in result.verify.providers.items() if record.site.output in r.sites}
+        record.drift = per_provider or None

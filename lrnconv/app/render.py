@@ -1,0 +1,142 @@
+"""Plain-text and Markdown renderings of sites, drift reports and conversion results.
+
+The result objects own their data and their JSON form (``to_dict``); this module only
+turns them into lines a person reads in a terminal or a report file.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Sequence
+
+from ..graph.targets import target_support
+from ..maths.drift import Drift
+from ..measure.verification import DriftReport
+from .inspection import Inspection
+
+
+def _g(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
+    rows = [list(map(str, r)) for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
+
+
+def inspection_text(path: str, inspection: Inspection) -> str:
+    """``inspect``'s table: one row per site, one column per strategy, then the reasons."""
+    sites, verdicts = inspection.sites, inspection.verdicts
+    if not sites:
+        return f"{path}: no LRN site"
+    names = list(next(iter(verdicts.values())).keys())
+    rows = []
+    for s in sites:
+        params = f"size={s.size} alpha={s.alpha:g} beta={s.beta:g} bias={s.bias:g}"
+        rows.append([s.name, s.family, params, _g(s.channels), f"{s.producer or 'input'} -> "
+                     f"{','.join(s.consumers) or 'output'}", s.location]
+                    + [verdicts[s.output][n].status for n in names])
+    lines = [f"{path}: {len(sites)} LRN site(s)"]
+    lines += _table(["site", "family", "parameters", "C", "producer -> consumers", "where"] + names, rows)
+    lines.append("why:")
+    for s in sites:
+        lines += [f"  {s.name} {n}: {verdict.reason}" for n, verdict in verdicts[s.output].items()]
+    lines.append("native LRN on targets:")
+    for s in sites:
+        lines += [f"  {s.name} {target}: {verdict}" for target, verdict in target_support(s).items()]
+    return "\n".join(lines)
+
+
+def drift_rows(drifts: Dict[str, Drift]) -> List[List[str]]:
+    return [[name, _g(d.max_abs), _g(d.max_rel), _g(d.mean_abs), f"{d.cosine:.6f}",
+             _g(d.top1), _g(d.top5), _g(d.needed_atol), _g(d.needed_rtol), "pass" if d.passed else "FAIL"]
+            for name, d in drifts.items()]
+
+
+DRIFT_HEADER = ["tensor", "max abs", "max rel", "mean abs", "cosine", "top-1", "top-5",
+                "needed atol", "needed rtol", ""]
+
+
+def report_text(report: DriftReport, label: str = "", show_notes: bool = True) -> str:
+    """``verify``'s output: one table per provider, the noise floor, one PASSED/FAILED line."""
+    lines = [f"note: {n}" for n in report.notes] if show_notes else []
+    if report.tolerance is not None:
+        criterion = "pass if " + ", ".join(f"{k} {'<=' if k == 'max_rel' else '>='} {v:g}"
+                                           for k, v in report.tolerance.to_dict().items())
+    else:
+        criterion = f"pass if |a-b| <= {report.atol:g} + {report.rtol:g}*|ref|"
+    lines.append(f"inputs: {report.inputs}; {criterion}")
+    for provider, drift in report.providers.items():
+        lines.append(f"[{provider}] outputs")
+        lines += _table(DRIFT_HEADER, drift_rows(drift.outputs))
+        if drift.sites:
+            lines.append(f"[{provider}] right after each LRN site")
+            lines += _table(DRIFT_HEADER, drift_rows(drift.sites))
+    for provider, floor in report.noise_floor.items():
+        lines.append(f"[noise floor] reference on {provider} vs reference on cpu")
+        lines += _table(DRIFT_HEADER, drift_rows(floor))
+    lines.append(f"{'PASSED' if report.passed else 'FAILED'}{(' ' + label) if label else ''}")
+    return "\n".join(lines)
+
+
+def _range(summary: Dict[str, float]) -> str:
+    return f"{summary['min']:.3g}..{summary['max']:.3g}"
+
+
+def record_summary(record) -> str:
+    """One line of what a strategy did at a site: fitted parameters, where, what auto rejected."""
+    d = record.details
+    parts = []
+    if "folded" in d:
+        parts.append(str(d["folded"]))
+    if "scale" in d:
+        parts.append(f"scale {_range(d['scale'])}")
+    if "shift" in d:
+        parts.append(f"shift {_range(d['shift'])}")
+    if "constant" in d:
+        parts.append(f"constant {d['constant']:.4g}" + (" (fitted)" if d.get("fitted") else ""))
+    if "window" in d and record.strategy == "decompose" and record.site.family.is_lrn_node:
+        parts.append(f"{d['window']} window, {d['power']} power")
+    if "residual_rms" in d:
+        parts.append(f"fit residual {d['residual_rms']:.3g} of rms(y)")
+    rejected = [f"{a.strategy} ({a.reason})" for a in record.attempts if not a.accepted]
+    if rejected:
+        parts.append("auto rejected: " + "; ".join(rejected))
+    return "; ".join(parts)
+
+
+def records_text(records) -> str:
+    """``convert``'s per-site table: strategy, exact or approximate, drift right after the site, details."""
+    rows = []
+    for r in records:
+        site_drift = (r.drift or {}).get("cpu") or next(iter((r.drift or {}).values()), None)
+        rows.append([r.site.name, r.site.family, r.strategy, r.status,
+                     _g(site_drift["max_rel"]) if site_drift else "-", r.reason])
+        summary = record_summary(r)
+        if summary:
+            rows.append(["", "", "", "", "", summary])
+    header = ["site", "family", "strategy", "status", "site max rel", "reason / details"]
+    return "\n".join(_table(header, rows)) if rows else "no LRN site"
+
+
+def zoo_markdown(entries: Sequence[Dict[str, object]]) -> str:
+    """``zoo``'s report.md: one row per model and strategy."""
+    lines = ["# lrnconv zoo report", "",
+             "| model | strategy | sites | exact | max rel (cpu) | cosine | top-1 | time s | result |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        if e.get("error"):
+            lines.append(f"| {e['model']} | {e['strategy']} | - | - | - | - | - | - | error: {e['error']} |")
+            continue
+        worst = e.get("worst") or {}
+        lines.append(f"| {e['model']} | {e['strategy']} | {e['sites']} | {e['exact_sites']} | "
+                     f"{_g(worst.get('max_rel'))} | {_g(worst.get('cosine'), 8)} | {_g(worst.get('top1'))} | "
+                     f"{e['seconds']:.1f} | {'PASSED' if e['passed'] else 'FAILED'} |")
+    notes = sorted({n for e in entries for n in e.get("notes", [])})
+    if notes:
+        lines += ["", "Notes:"] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"

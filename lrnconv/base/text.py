@@ -1,0 +1,26 @@
+"""How numbers and shapes are written for people: one formatter of each kind.
+
+Model files store LRN constants as float32; ``float32_decimal`` turns such a value into
+the shortest decimal that reads back to the same float32 (1e-4, not 9.99999974e-05), so
+reports show what the prototxt or the exporter wrote.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def shortest_decimal(value: np.generic) -> float:
+    """The shortest decimal that reads back to the numpy scalar ``value`` in its own dtype."""
+    return float(str(value))
+
+
+def float32_decimal(value: float) -> float:
+    """The shortest decimal that rounds to the same float32 as ``value``."""
+    return shortest_decimal(np.float32(value))
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """``(1, 3, 224, 224)``: a shape as the error messages write it."""
+    return "(" + ", ".join(str(int(d)) for d in shape) + ")"

@@ -1,0 +1,98 @@
+"""``auto``: per site, the cheapest strategy whose measured end-to-end drift is tolerable.
+
+A selection, not a rewrite: it walks ``lrnconv.passes.AUTO_ORDER`` (remove, fold, bn, l2,
+decompose) and, for each site in graph (topological) order, rewrites a trial copy of the
+model with every earlier site's choice in place, this site's candidate, and every later
+site decomposed (exact, and runnable where ONNX Runtime refuses the original LRN). The
+trial runs on the held-out evaluation half of the calibration data and is accepted when
+every output passes the tolerance. Exact candidates are accepted without a run;
+``decompose`` is the exact fallback. Every candidate that is not taken is recorded with
+the reason: not applicable on this graph, no statistics, outside the tolerance (with the
+numbers), or refused by ONNX Runtime; the walk goes on to the next.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from ..base.errors import LrnConvError
+from ..engine.plan import rewrite
+from ..engine.protocol import EXACT, Attempt
+from ..graph.preserve import EditableModel
+from ..maths.drift import Tolerance, compare
+from ..maths.stats import SiteStats
+from ..passes import AUTO_FALLBACK, AUTO_ORDER
+from ..runtime.providers import resolve_providers
+from ..runtime.runnable import RunnableReference
+from ..runtime.sessions import DEFAULT_BATCH, RuntimeRefused, create_session
+from .calibration import Calibration
+
+log = logging.getLogger(__name__)
+
+
+def _describe(drifts) -> str:
+    worst_cos = min(d.cosine for d in drifts.values())
+    tops = [d.top1 for d in drifts.values() if d.top1 is not None]
+    text = f"cosine {worst_cos:.6f}"
+    if tops:
+        text += f", top-1 {min(tops):.4f}"
+    return text + f", max rel {max(d.max_rel for d in drifts.values()):.3g}"
+
+
+def select(reference: RunnableReference, calibration: Optional[Calibration], tolerance: Tolerance,
+           provider: str, *, stats: Mapping[str, SiteStats], options: Mapping[str, object]
+           ) -> Tuple[Dict[str, str], Dict[str, List[Attempt]]]:
+    """Choose a strategy per site.
+
+    Returns:
+        (plan: site output -> strategy name, attempts: site output -> what was tried, in order).
+    """
+    (provider,) = resolve_providers([provider])
+    sites = reference.sites
+    graphs = EditableModel(reference.model)  # read only: the checks see the original graph
+    evaluation = calibration.evaluation if calibration is not None else None
+    expected = None
+    if evaluation is not None:
+        outputs = [o.name for o in reference.model.graph.output]
+        expected = reference.session(provider, evaluation).run(evaluation, DEFAULT_BATCH, outputs)
+
+    plan: Dict[str, str] = {}
+    attempts: Dict[str, List[Attempt]] = {}
+    for index, site in enumerate(sites):
+        tried: List[Attempt] = []
+        for strategy in AUTO_ORDER:
+            verdict = strategy.check(site, graphs)
+            if not verdict.applicable:
+                tried.append(Attempt(strategy.name, False, verdict.reason))
+                continue
+            if verdict.status == EXACT:
+                tried.append(Attempt(strategy.name, True, f"exact: {verdict.reason}"))
+                plan[site.output] = strategy.name
+                break
+            if expected is None or (strategy.needs_stats(site) and site.output not in stats):
+                tried.append(Attempt(strategy.name, False, "approximate and no calibration statistics for this site"))
+                continue
+            trial = dict(plan)
+            trial[site.output] = strategy.name
+            trial.update({later.output: AUTO_FALLBACK.name for later in sites[index + 1:]})
+            try:
+                candidate, _ = rewrite(reference.model, trial, sites=sites, stats=stats, options=options)
+                got = create_session(candidate, provider).run(evaluation, DEFAULT_BATCH, list(expected))
+            except RuntimeRefused as refusal:
+                tried.append(Attempt(strategy.name, False, f"ONNX Runtime refused the trial model: {refusal}"))
+                continue
+            except LrnConvError as exc:
+                tried.append(Attempt(strategy.name, False, f"the trial rewrite failed: {exc}"))
+                continue
+            drifts = {name: compare(got[name], expected[name]) for name in expected}
+            accepted = all(tolerance.accepts(d) for d in drifts.values())
+            tried.append(Attempt(strategy.name, accepted,
+                                 ("within" if accepted else "outside") + f" tolerance: {_describe(drifts)}"))
+            log.debug("auto %s %s: %s", site.name, strategy.name, tried[-1].reason)
+            if accepted:
+                plan[site.output] = strategy.name
+                break
+        else:
+            plan[site.output] = AUTO_FALLBACK.name
+        attempts[site.output] = tried
+    return plan, attempts

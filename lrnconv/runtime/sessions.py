@@ -1,0 +1,102 @@
+"""The one place that runs ONNX Runtime sessions.
+
+Sessions pinned to exactly one provider (a session ONNX Runtime silently moved to another
+is refused), intermediate tensors exposed as extra outputs, and runs batch by batch.
+Calibration and verification both go through here.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from ..base.errors import ProviderUnavailable
+from .providers import onnxruntime_build
+
+DEFAULT_BATCH = 16
+"""Samples per ONNX Runtime run when streaming many samples."""
+
+
+class RuntimeRefused(Exception):
+    """ONNX Runtime would not create a session for, or run, a model (its message is kept)."""
+
+
+def _first_line(exc: Exception) -> str:
+    """ONNX Runtime's message without its source paths and C++ signatures."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    text = re.sub(r"/onnxruntime_src/\S+ ", "", text)
+    return re.sub(r"onnxruntime::\S+\([^)]*\)( const)? (\[with [^\]]*\] )?", "", text)
+
+
+@dataclass
+class Session:
+    """An ONNX Runtime session pinned to one provider, with the names it can return."""
+
+    inner: ort.InferenceSession
+    provider: str
+    output_names: List[str]
+
+    def batches(self, feeds: Dict[str, np.ndarray], batch_size: Optional[int] = None,
+                outputs: Optional[Sequence[str]] = None) -> Iterator[Dict[str, np.ndarray]]:
+        """Outputs batch by batch over the leading axis (memory stays one batch)."""
+        names = list(outputs or self.output_names)
+        total = next(iter(feeds.values())).shape[0] if feeds else 1
+        step = batch_size or total
+        for start in range(0, total, step):
+            batch = {k: v[start:start + step] for k, v in feeds.items()}
+            try:
+                values = self.inner.run(names, batch)
+            except Exception as exc:  # onnxruntime raises its own pybind exception types
+                raise RuntimeRefused(_first_line(exc)) from None
+            yield dict(zip(names, values))
+
+    def run(self, feeds: Dict[str, np.ndarray], batch_size: Optional[int] = None,
+            outputs: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+        """Run over the leading axis in batches and concatenate the results."""
+        parts = list(self.batches(feeds, batch_size, outputs))
+        return {n: np.concatenate([p[n] for p in parts], axis=0) if len(parts) > 1 else parts[0][n]
+                for n in parts[0]}
+
+
+def _with_extra_outputs(model: onnx.ModelProto, names: Sequence[str]) -> bytes:
+    """Serialized model with intermediate tensors appended as graph outputs.
+
+    The outputs are appended to the proto, serialized, and removed again, so a large
+    model is never copied as a ModelProto.
+    """
+    existing = {o.name for o in model.graph.output}
+    extra = [n for n in names if n not in existing]
+    for name in extra:
+        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    try:
+        return model.SerializeToString()
+    finally:
+        for _ in extra:
+            del model.graph.output[-1]
+
+
+def create_session(model: onnx.ModelProto, provider: str,
+                   expose: Sequence[str] = (), threads: Optional[int] = None) -> Session:
+    """A session on exactly ``provider``; intermediate tensors ``expose`` become outputs.
+
+    Raises:
+        RuntimeRefused: ONNX Runtime rejected the model.
+        ProviderUnavailable: ONNX Runtime created the session on another provider.
+    """
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # refusals are reported by lrnconv, not logged twice
+    if threads:
+        options.intra_op_num_threads = threads
+    payload = _with_extra_outputs(model, expose)
+    try:
+        inner = ort.InferenceSession(payload, sess_options=options, providers=[provider])
+    except Exception as exc:  # onnxruntime raises its own pybind exception types
+        raise RuntimeRefused(_first_line(exc)) from None
+    if inner.get_providers()[0] != provider:
+        raise ProviderUnavailable(f"ONNX Runtime silently replaced {provider} by "
+                                  f"{inner.get_providers()[0]} ({onnxruntime_build()})")
+    return Session(inner, provider, [o.name for o in inner.get_outputs()])
