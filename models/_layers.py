@@ -14,7 +14,7 @@ Every model replica in ``lrnconv.models`` is written as a sequence of calls on o
   depend only on the seed, its name and its shape, never on build order.
 
 Weight scale (why the replicas exercise LRN). The default inputs of
-``lrnconv.inputs.random_inputs`` are uniform in [-128, 128), like Caffe pixels minus the
+``lrnconv.runtime.inputs.random_inputs`` are uniform in [-128, 128), like Caffe pixels minus the
 mean; the LRN term ``alpha/size * sum(x^2)`` must then be comparable to the bias at
 every LRN site, as it is on real images, or every LRN rewrite passes vacuously. So:
 

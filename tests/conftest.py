@@ -33,9 +33,11 @@ def run(model: onnx.ModelProto, feeds: Dict[str, np.ndarray], outputs: Optional[
     return dict(zip(outputs or [o.name for o in session.get_outputs()], session.run(outputs, feeds)))
 
 
-def max_rel(a: np.ndarray, b: np.ndarray) -> float:
-    """max |a - b| / max |b| in float64 (b is the reference)."""
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+def max_rel(a, b) -> float:
+    """max |a - b| / max |b| in float64, b the reference: the one numeric-equality measure of the
+    tests (the project's drift metric, computed here independently of ``lrnconv.maths.drift``)."""
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a64.shape == b64.shape, (a64.shape, b64.shape)
     return float(np.max(np.abs(a64 - b64)) / np.max(np.abs(b64)))
 
 

@@ -31,6 +31,8 @@ from lrnconv.formats.caffe import (CaffeNetBuilder, blob_from_array, load_caffe,
 from lrnconv.graph.metadata import NOTES_KEY, SITES_KEY
 from lrnconv.maths.reference import lrn_caffe_across, lrn_caffe_within
 
+from conftest import max_rel
+
 cv2 = pytest.importorskip("cv2")
 
 TOL = 1e-4
@@ -83,12 +85,6 @@ def run_opencv(prototxt, caffemodel, feeds, layers):
     return dict(zip(layers, net.forward(list(layers))))
 
 
-def max_rel(a, b):
-    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a64.shape == b64.shape, (a64.shape, b64.shape)
-    return float(np.max(np.abs(a64 - b64)) / np.max(np.abs(b64)))
-
-
 def import_and_compare(tmp_path, net, feeds, outputs, stem="net"):
     """Import, check the model, and compare ``outputs`` (ONNX tensor -> OpenCV layer)."""
     prototxt, caffemodel = save(tmp_path, net, stem)
@@ -134,7 +130,7 @@ def caffe_pool(x, kernel, stride, pad, method, ceil=True):
 
 def lrn_matters(x, y, margin=0.1):
     """True when the LRN output differs from the input by more than ``margin`` (relative)."""
-    return np.max(np.abs(y - x)) / np.max(np.abs(x)) > margin
+    return max_rel(y, x) > margin
 
 
 # --------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 import pytest
-from onnx import TensorProto, helper
 
 import lrnconv
 from lrnconv.base.errors import UnsupportedModel, UsageError
@@ -16,7 +15,7 @@ from lrnconv.maths.reference import lrn_onnx
 from lrnconv.passes import AUTO_FALLBACK, AUTO_ORDER, REGISTRY
 
 from conftest import lrn_model, lrn_scale_inputs, max_rel, run
-from pass_models import backward_model, chain_model, refusal_model
+from pass_models import backward_model, chain_model, refusal_model, unknown_rank_model
 
 
 def test_registry_and_auto_order_are_declared():
@@ -65,22 +64,6 @@ def test_a_refusal_comes_before_any_edit():
     with pytest.raises(UnsupportedModel, match="strategy 'bn' cannot rewrite LRN 'norm': the model imports opset 5"):
         lrnconv.rewrite(model, {"y": "bn"}, inplace=True)
     assert model.SerializeToString() == before
-
-
-def unknown_rank_model(conv: bool = False) -> onnx.ModelProto:
-    """data (a float tensor of unknown shape) -> [Conv ->] LRN -> Relu."""
-    data = helper.make_tensor_value_info("data", TensorProto.FLOAT, None)
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    nodes = [helper.make_node("LRN", ["x"], ["n"], name="norm", size=3, alpha=0.01, beta=0.75, bias=1.0),
-             helper.make_node("Relu", ["n"], ["y"], name="post")]
-    weights = []
-    if conv:
-        nodes.insert(0, helper.make_node("Conv", ["data", "w"], ["x"], name="conv"))
-        weights.append(onnx.numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w"))
-    else:
-        nodes.insert(0, helper.make_node("Identity", ["data"], ["x"], name="copy"))
-    return helper.make_model(helper.make_graph(nodes, "unknown_rank", [data], [y], weights),
-                             opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
 def test_unknown_rank_makes_fold_not_applicable_only_without_a_conv():

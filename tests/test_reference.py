@@ -30,12 +30,7 @@ from lrnconv.maths.reference import (
     window_sum,
 )
 
-
-def max_rel(actual, expected):
-    """max |a - b| / max |b| (the project's drift metric; reference second)."""
-    actual = np.asarray(actual, np.float64)
-    expected = np.asarray(expected, np.float64)
-    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
+from conftest import max_rel
 
 
 def ort_lrn(x, size, alpha, beta, bias):

@@ -78,6 +78,34 @@ def test_inspect_shows_the_family(tmp_path):
     assert "even window" in site["targets"]["tflite"]
 
 
+@pytest.mark.parametrize("size", [7, 8])
+def test_an_lrn_used_as_an_l2_norm_is_judged_as_one(tmp_path, size):
+    """bias 0, beta 0.5 and a window over all 4 channels (PyTorch's window: size // 2 back,
+    (size - 1) // 2 ahead): l2 is exact, for the L2 reason, not a Caffe WITHIN_CHANNEL one."""
+    path, net = exported(tmp_path, size, alpha=0.3, beta=0.5, k=0.0, channels=4)
+    model = lrnconv.load(path)
+    (site,) = lrnconv.find_lrn(model)
+    verdict = lrnconv.inspect(model).verdicts[site.output]["l2"]
+    assert verdict.status == "exact"
+    assert verdict.reason == "bias = 0, beta = 0.5 and the window covers all 4 channels: y = x * sqrt(size/alpha) / ||x||_2"
+    result = lrnconv.convert(model, "l2")
+    assert result.sites[0].status == "exact"
+    x = np.random.default_rng(size).uniform(-128, 128, (3, 3, 10, 10)).astype(np.float32)
+    expected = torch_output(net, x)
+    defined = np.isfinite(expected)  # PyTorch's 0 / 0 where the ReLU zeroed every channel of a pixel
+    assert defined.mean() > 0.5
+    assert max_rel(run(result.model, {"x": x})["y"][defined], expected[defined]) <= 1e-5
+
+
+def test_l2_says_why_a_narrow_torch_window_is_inexact(tmp_path):
+    path, _ = exported(tmp_path, 3, alpha=0.3, beta=0.5, k=0.0, channels=4)
+    model = lrnconv.load(path)
+    (site,) = lrnconv.find_lrn(model)
+    reason = lrnconv.inspect(model).verdicts[site.output]["l2"].reason
+    assert reason == ("L2 normalization with a fitted constant; not exact because the window of 3 (reaching 1 back, "
+                      "1 ahead) does not cover all 4 channels (needs size >= 7)")
+
+
 def test_an_elementwise_look_alike_is_not_a_site():
     """x / (k + alpha * x)^beta has the same tail but no channel window of squares."""
     model = onnx.parser.parse_model("""

@@ -1,4 +1,4 @@
-"""How numbers and shapes are written for people: one formatter of each kind.
+"""How numbers, shapes and named values are written for people: one formatter of each kind.
 
 Model files store LRN constants as float32; ``float32_decimal`` turns such a value into
 the shortest decimal that reads back to the same float32 (1e-4, not 9.99999974e-05), so
@@ -6,9 +6,20 @@ reports show what the prototxt or the exporter wrote.
 """
 from __future__ import annotations
 
+import enum
 from typing import Sequence
 
 import numpy as np
+
+
+class TextEnum(str, enum.Enum):
+    """A string enum that prints, formats and serializes (JSON) as its value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
 
 def shortest_decimal(value: np.generic) -> float:

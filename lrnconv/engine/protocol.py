@@ -14,13 +14,13 @@ Passes are pure graph rewrites: they never start ONNX Runtime.
 """
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Protocol
 
 import onnx_graphsurgeon as gs
 
 from ..base.errors import UnsupportedModel
+from ..base.text import TextEnum
 from ..graph.nodes import NameAllocator
 from ..graph.preserve import EditableGraphs
 from ..graph.sites import LrnSite
@@ -28,7 +28,7 @@ from ..graph.span import SiteSpan
 from ..maths.stats import SiteStats
 
 
-class Status(str, enum.Enum):
+class Status(TextEnum):
     """How a strategy's result relates to the original LRN."""
 
     EXACT = "exact"
@@ -36,12 +36,6 @@ class Status(str, enum.Enum):
     APPROXIMATE = "approximate"
     """Fitted or dropped: the drift is measured, never assumed."""
     NOT_APPLICABLE = "not-applicable"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
 
 
 EXACT, APPROXIMATE, NOT_APPLICABLE = Status.EXACT, Status.APPROXIMATE, Status.NOT_APPLICABLE

@@ -8,11 +8,12 @@ exports) can point at.
 """
 from __future__ import annotations
 
-import enum
 from typing import Tuple
 
+from ..base.text import TextEnum
 
-class Family(str, enum.Enum):
+
+class Family(TextEnum):
     """An LRN family; its value is the name reports and ``inspect --json`` use."""
 
     ONNX = "onnx"
@@ -20,12 +21,6 @@ class Family(str, enum.Enum):
     CAFFE_WITHIN = "caffe-within"
     TORCH_PATTERN = "torch-pattern"
     TF_PATTERN = "tf-pattern"
-
-    def __str__(self) -> str:
-        return self.value
-
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
 
     @property
     def is_lrn_node(self) -> bool:

@@ -1,7 +1,7 @@
 """``load_caffe``: a Caffe ``deploy.prototxt`` (+ ``.caffemodel``) as an ONNX model.
 
 The layers are converted in file order, as Caffe runs them, through the converter
-registry of :mod:`lrnconv.caffe.layers`. The model's outputs are the blobs that no
+registry of :mod:`lrnconv.formats.caffe.layers`. The model's outputs are the blobs that no
 layer consumes (Caffe's net outputs), its inputs the net-level inputs and ``Input``
 layers. Every LRN layer is recorded in the model's metadata (``lrnconv.graph.metadata``)
 with family ``caffe-across`` (``bias`` = Caffe's ``k``) or ``caffe-within`` (``bias`` = 1,

@@ -1,6 +1,6 @@
 """Caffe layer -> ONNX (opset 13) converters, and the registry that maps type names to them.
 
-Each converter takes a :class:`~lrnconv.caffe.graph.LayerContext`, adds the nodes that
+Each converter takes a :class:`~lrnconv.formats.caffe.graph.LayerContext`, adds the nodes that
 compute the layer exactly as Caffe's CPU implementation does (up to float rounding),
 and returns ``(tensor, shape)`` for each top. Where Caffe and ONNX differ, the
 converter says how it closes the gap:

@@ -329,8 +329,8 @@ def _enum_names(messages) -> Dict[str, str]:
     """Map every enum's short name ("Phase", "LRNParameter.NormRegion") to its full name."""
     names = {name: f".caffe.{name}" for name in _TOP_ENUMS}
     for msg, (_, enums) in messages.items():
-        for enum in enums:
-            names[f"{msg}.{enum}"] = f".caffe.{msg}.{enum}"
+        for enum_name in enums:
+            names[f"{msg}.{enum_name}"] = f".caffe.{msg}.{enum_name}"
     return names
 
 
@@ -338,16 +338,16 @@ def _file_descriptor(file_name: str, messages) -> descriptor_pb2.FileDescriptorP
     fdp = descriptor_pb2.FileDescriptorProto(name=file_name, package="caffe",
                                              syntax="proto2")
     for enum_name, values in _TOP_ENUMS.items():
-        enum = fdp.enum_type.add(name=enum_name)
+        enum_proto = fdp.enum_type.add(name=enum_name)
         for value_name, number in values.items():
-            enum.value.add(name=value_name, number=number)
+            enum_proto.value.add(name=value_name, number=number)
     enum_names = _enum_names(messages)
     for msg_name, (fields, enums) in messages.items():
         msg = fdp.message_type.add(name=msg_name)
         for enum_name, values in enums.items():
-            enum = msg.enum_type.add(name=enum_name)
+            enum_proto = msg.enum_type.add(name=enum_name)
             for value_name, number in values.items():
-                enum.value.add(name=value_name, number=number)
+                enum_proto.value.add(name=value_name, number=number)
         for name, number, type_, label, default, packed in fields:
             field = msg.field.add(name=name, number=number, label=_LABELS[label])
             if type_ in _SCALARS:
