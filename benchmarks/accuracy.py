@@ -51,7 +51,7 @@ def site_errors() -> str:
         feeds = random_inputs(model, 8, seed=0)
         sites = lrnconv.find_lrn(model)
         wanted = [n for s in sites for n in (s.input, s.output)]
-        native = create_session(model, "CPUExecutionProvider", wanted).run(feeds, 4, wanted)
+        native = create_session(model, "CPUExecutionProvider", wanted).run(feeds, wanted)
         for site in sites:
             x = native[site.input]
             truth = lrn_onnx(x.astype(np.float64), site.size, site.alpha, site.beta, site.bias)

@@ -66,12 +66,13 @@ import numpy as np
 import lrnconv
 from lrnconv.measure.calibration import calibrate
 from lrnconv.runtime.runnable import RunnableReference
-from lrnconv.runtime.inputs import load_inputs
+from lrnconv.runtime.datafiles import load_arrays
+from lrnconv.runtime.inputs import array_samples
 from lrnconv.models import build
 from lrnconv.runtime.sessions import create_session
 model = build("alexnet", variant="small")
 sites = lrnconv.find_lrn(model)
-data = load_inputs(sys.argv[1], model)
+data = array_samples(model, load_arrays(sys.argv[1], model))
 import threading
 def anon_mib():
     # RssAnon: memory the process allocated; pages of the memory-mapped .npy are file-backed
@@ -87,11 +88,11 @@ before = peak[0]
 threading.Thread(target=sample, daemon=True).start()
 start = time.perf_counter()
 if sys.argv[2] == "calibrate":
-    calibrate(RunnableReference(model, sites), data, batch_size=16)
+    calibrate(RunnableReference(model, sites), data)
 else:
-    half = {k: v[: (v.shape[0] + 1) // 2] for k, v in data.items()}
+    half, _ = data.halves()
     session = create_session(model, "CPUExecutionProvider")
-    sum(1 for _ in session.batches(half, 16))  # run every batch, keep nothing
+    sum(1 for chunk in half.chunks(16, False) if session.run_chunk(chunk))  # run every chunk, keep nothing
 elapsed = time.perf_counter() - start
 done.set()
 peak[0] = max(peak[0], anon_mib())

@@ -13,6 +13,9 @@ The window sum has three exact formulations (``window`` option):
   its Conv bias: one op for the whole denominator. Needs C and the rank known.
 * ``cumsum`` — CumSum along C of the zero-padded squares, minus itself shifted by
   size. Needs opset >= 11 and the rank known. (Cancellation costs precision for wide C.)
+* ``shifts`` — the zero-padded squares sliced ``size`` times, one slice per window
+  offset, and added: plain summation like the float64 reference, with ops ONNX Runtime
+  also runs in float64 (it has no float64 AveragePool). Works for every rank and unknown C.
 
 The power (``power`` option): ONNX Runtime's ``Pow`` is slow, so for beta = q/4
 (q = 0..8: 0.25, 0.5, 0.75, 1, ...) the denominator is built from Sqrt and Mul —
@@ -20,7 +23,9 @@ beta = 0.75 is x / (sqrt(d) * sqrt(sqrt(d))) — each op correctly rounded; othe
 use ``Pow(d, -beta)`` or ``Exp(-beta * Log(d))``.
 
 float16 / bfloat16 sites are computed in float32 between two Casts (x^2 of Caffe-scale
-activations overflows float16). The last op writes the LRN's own output tensor, so the
+activations overflows float16). With the ``compute`` option ``float64`` every site is
+computed in float64 between two Casts (``shifts`` window): the exact reference that
+verification compares ONNX Runtime's own LRN kernel against. The last op writes the LRN's own output tensor, so the
 output name (and every consumer) is unchanged. Sites that arrive already decomposed
 (Caffe WITHIN_CHANNEL, a spatial window) are left as they are; PyTorch's exported chain
 (``torch-pattern``: Shape/Gather/If/Reshape around a ``Pow``) is replaced by this form, with
@@ -41,8 +46,9 @@ from lrnconv.graph.preserve import EditableGraphs
 from lrnconv.graph.sites import LrnSite
 from lrnconv.graph.span import SiteSpan
 
-WINDOWS = ("pool", "conv", "cumsum")
+WINDOWS = ("pool", "conv", "cumsum", "shifts")
 POWERS = ("roots", "pow", "explog")
+COMPUTES = ("float32", "float64")
 DEFAULT_WINDOW = "pool"
 DEFAULT_POWER = "roots"
 DEFAULT_GENERAL_POWER = "explog"
@@ -50,6 +56,7 @@ DEFAULT_GENERAL_POWER = "explog"
 
 _WIDE_TYPES = {onnx.TensorProto.FLOAT16: onnx.TensorProto.FLOAT,
                onnx.TensorProto.BFLOAT16: onnx.TensorProto.FLOAT}
+_NUMPY = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64}
 
 
 def quarter_steps(beta: float) -> Optional[int]:
@@ -93,16 +100,21 @@ class Decompose:
             return SiteRecord(site, self.name, verdict.status, verdict.reason, tensor=site.output, remains=True)
         window = str(ctx.options.get("window", DEFAULT_WINDOW))
         power = str(ctx.options.get("power", DEFAULT_POWER))
-        window_used = self._feasible_window(window, site, ctx.opset)
+        compute = str(ctx.options.get("compute", "float32"))
+        if compute not in COMPUTES:
+            raise UsageError(f"unknown compute type '{compute}'; choose from {COMPUTES}")
+        wide = onnx.TensorProto.DOUBLE if compute == "float64" else _WIDE_TYPES.get(site.elem_type)
+        if wide == site.elem_type:
+            wide = None
+        computed = wide or site.elem_type
+        window_used = self._feasible_window(window, site, ctx.opset, computed)
 
         span = ctx.span(site)
         x, y = span.x, span.y
         position = span.detach()
-        wide = _WIDE_TYPES.get(site.elem_type)
-        dtype = np.float64 if site.elem_type == onnx.TensorProto.DOUBLE else np.float32
-        b = OpBuilder(ctx.names, site.name, ctx.opset, dtype)
+        b = OpBuilder(ctx.names, site.name, ctx.opset, _NUMPY.get(computed, np.float32))
 
-        x_in = b.cast(x, wide, "to_float32") if wide else x
+        x_in = b.cast(x, wide, f"to_{np.dtype(_NUMPY[wide]).name}") if wide else x
         squares = b.op("Mul", "square", [x_in, x_in])
         denominator_base = getattr(self, f"_window_{window_used}")(b, site, squares, x_in)
         result_slot = None if wide else y
@@ -117,9 +129,11 @@ class Decompose:
         return SiteRecord(site, self.name, EXACT, verdict.reason, tensor=y.name, details=details)
 
     @staticmethod
-    def _feasible_window(window: str, site: LrnSite, opset: int) -> str:
+    def _feasible_window(window: str, site: LrnSite, opset: int, computed: int) -> str:
         if window not in WINDOWS:
             raise UsageError(f"unknown window formulation '{window}'; choose from {WINDOWS}")
+        if computed == onnx.TensorProto.DOUBLE and window in ("pool", "conv"):
+            return "shifts"  # ONNX Runtime has no float64 AveragePool or Conv
         if window == "conv" and (site.channels is None or site.rank is None or site.rank < 3):
             return "pool"
         if window == "cumsum" and (opset < 11 or site.rank is None):
@@ -169,6 +183,25 @@ class Decompose:
         upper = b.slice(running, site.size, np.iinfo(np.int64).max, 1, "window_end")
         lower = b.slice(running, 0, -site.size, 1, "window_start")
         total = b.op("Sub", "window_sum", [upper, lower])
+        scaled = b.op("Mul", "scaled_sum", [total, b.const("alpha_over_size", site.alpha / site.size)])
+        return b.op("Add", "denominator_base", [scaled, b.const("bias", site.bias)])
+
+    def _window_shifts(self, b: OpBuilder, site: LrnSite, squares: gs.Tensor, x_in: gs.Tensor) -> gs.Variable:
+        lo, hi = site.window
+        direct = site.rank is not None
+        flat = squares if direct else b.op(
+            "Reshape", "flatten", [squares, b.const("flat_shape", [0, 0, -1], np.int64)])
+        rank = site.rank if direct else 3
+        pads = [0] * (2 * rank)
+        pads[1], pads[rank + 1] = lo, hi
+        padded = b.pad(flat, pads, "pad_channels")
+        total = None
+        for offset in range(site.size):
+            end = offset - (site.size - 1)  # counted from the end: C needs not be known
+            part = b.slice(padded, offset, end if end < 0 else np.iinfo(np.int64).max, 1, f"shift_{offset}")
+            total = part if total is None else b.op("Add", f"window_sum_{offset}", [total, part])
+        if not direct:
+            total = b.op("Reshape", "unflatten", [total, b.op("Shape", "input_shape", [x_in])])
         scaled = b.op("Mul", "scaled_sum", [total, b.const("alpha_over_size", site.alpha / site.size)])
         return b.op("Add", "denominator_base", [scaled, b.const("bias", site.bias)])
 

@@ -6,12 +6,14 @@ import pytest
 from PIL import Image
 
 import lrnconv
-from lrnconv.measure.calibration import calibrate, split_halves
-from lrnconv.runtime.runnable import RunnableReference
-from lrnconv.runtime.inputs import ImagePreprocessing, load_data
-from lrnconv.models import build
 from lrnconv.maths.reference import lrn_onnx
 from lrnconv.maths.stats import SiteStats
+from lrnconv.measure.calibration import calibrate
+from lrnconv.models import build
+from lrnconv.runtime.datafiles import ImagePreprocessing, load_data
+from lrnconv.runtime.inputs import array_samples, random_samples
+from lrnconv.runtime.runnable import RunnableReference
+from lrnconv.runtime.sessions import create_session
 
 
 def lrn_pair(seed=0, shape=(6, 10, 4, 4)):
@@ -53,12 +55,11 @@ def test_halves_are_disjoint_and_stats_come_from_the_first():
     model = build("alexnet", variant="small")
     data = {"data": np.random.default_rng(5).uniform(-128, 128, (6, 3, 227, 227)).astype(np.float32)}
     sites = lrnconv.find_lrn(model)
-    result = calibrate(RunnableReference(model, sites), data, batch_size=2)
-    fit, held = split_halves(data)
-    assert np.array_equal(result.evaluation["data"], data["data"][3:])
+    result = calibrate(RunnableReference(model, sites), array_samples(model, data))
+    assert np.array_equal(result.evaluation.rows(0, 3)["data"], data["data"][3:])
     assert (result.calibration_samples, result.evaluation_samples) == (3, 3)
     # the first site's input is conv1 -> relu1, recomputed here without lrnconv
-    exposed = run_exposed(model, fit, sites[0].input)
+    exposed = run_exposed(model, {"data": data["data"][:3]}, sites[0].input)
     expected = SiteStats(exposed.shape[1])
     expected.update(exposed, lrn_onnx(exposed.astype(np.float64), 5, 1e-4, 0.75, 1.0))
     np.testing.assert_allclose(result.stats[sites[0].output].scale(), expected.scale(), rtol=1e-5)
@@ -66,13 +67,13 @@ def test_halves_are_disjoint_and_stats_come_from_the_first():
 
 
 def run_exposed(model, feeds, name):
-    from lrnconv.runtime.sessions import create_session
-    return create_session(model, "CPUExecutionProvider", [name]).run(feeds, None, [name])[name]
+    return create_session(model, "CPUExecutionProvider", [name]).run(feeds, [name])[name]
 
 
 def test_without_data_the_notes_say_so_loudly():
     model = build("caffenet", variant="small")
-    result = calibrate(RunnableReference(model, lrnconv.find_lrn(model)), None, samples=4)
+    samples, _ = random_samples(model, 4)
+    result = calibrate(RunnableReference(model, lrnconv.find_lrn(model)), samples)
     assert result.notes and result.notes[0].startswith("NO CALIBRATION DATA")
     assert result.evaluation_samples == 2
 
@@ -80,7 +81,8 @@ def test_without_data_the_notes_say_so_loudly():
 def test_one_sample_is_refused():
     model = build("caffenet", variant="small")
     with pytest.raises(lrnconv.BadInput, match="at least 2 samples"):
-        calibrate(RunnableReference(model, lrnconv.find_lrn(model)), {"data": np.zeros((1, 3, 227, 227), np.float32)})
+        one = array_samples(model, {"data": np.zeros((1, 3, 227, 227), np.float32)})
+        calibrate(RunnableReference(model, lrnconv.find_lrn(model)), one)
 
 
 def test_image_folder(tmp_path):

@@ -27,7 +27,7 @@ def test_decompose_is_nearer_float64_than_native(name):
     feeds = random_inputs(model, 8, seed=0)
     for site in lrnconv.find_lrn(model):
         wanted = [site.input, site.output]
-        observed = create_session(model, "CPUExecutionProvider", wanted).run(feeds, None, wanted)
+        observed = create_session(model, "CPUExecutionProvider", wanted).run(feeds, wanted)
         x, native = observed[site.input], observed[site.output]
         truth = lrn_onnx(x.astype(np.float64), site.size, site.alpha, site.beta, site.bias)
         term = site.alpha / site.size * np.max(x.astype(np.float64) ** 2) / site.bias

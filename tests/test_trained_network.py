@@ -28,7 +28,11 @@ from click.testing import CliRunner
 import lrnconv
 from lrnconv.app.cli import main as cli_main
 from lrnconv.app.conversion import needs_calibration
+from lrnconv.maths.reference import lrn_onnx
 from lrnconv.passes import AUTO_ORDER
+from lrnconv.runtime.inputs import random_inputs
+
+from conftest import max_rel
 from lrnconv.maths.drift import Tolerance
 
 
@@ -229,3 +233,33 @@ def test_cli_auto_report_explains_every_choice(digits, tmp_path):
         assert site["drift"]["cpu"]["cosine"] > 0
     outputs = data["verify"]["providers"]["cpu"]["outputs"]["prob"]
     assert outputs["shape"][0] == len(np.load(calib)) // 2 and outputs["top1"] >= 0.98
+
+
+def test_decompose_on_random_pixels_passes_with_the_kernel_floor_reported(digits, tmp_path):
+    """Seeded random pixel-scale samples: each site's kernel floor is the native kernel's error against
+    float64 on the same site inputs, computed here from ONNX Runtime's own site tensors."""
+    out, report = tmp_path / "d.onnx", tmp_path / "d.json"
+    result = CliRunner().invoke(cli_main, ["convert", MODEL_PATH, "-o", str(out), "--samples", "32",
+                                           "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    verified = json.loads(report.read_text())["verify"]
+    assert verified["passed"] and verified["samples"] == 32
+    floor = verified["providers"]["cpu"]["kernel_floor"]
+    model = digits["model"]
+    x = random_inputs(model, 32)["data"]
+    sites = lrnconv.find_lrn(model)
+    names = [n for s in sites for n in (s.input, s.output)]
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    exposed.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
+    session = ort.InferenceSession(exposed.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = dict(zip(names, session.run(names, {"data": x})))
+    for site in sites:
+        exact = lrn_onnx(got[site.input].astype(np.float64), site.size, site.alpha, site.beta, site.bias)
+        assert floor[site.output]["max_rel"] == pytest.approx(max_rel(got[site.output], exact), rel=1e-9)
+        assert floor[site.output]["max_rel"] > 0
+    against_exact = CliRunner().invoke(cli_main, ["verify", MODEL_PATH, str(out), "--samples", "32", "--reference",
+                                                  "exact", "--json"])
+    assert against_exact.exit_code == 0, against_exact.output
+    exact_drift = json.loads(against_exact.stdout)
+    assert exact_drift["reference"] == "exact" and exact_drift["providers"]["cpu"]["outputs"]["prob"]["max_rel"] <= 1e-6

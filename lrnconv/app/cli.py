@@ -19,12 +19,14 @@ from ..base.errors import LrnConvError, UnsupportedModel, UsageError
 from ..base.files import same_file, write_text
 from ..formats.modelio import load, save
 from ..graph.metadata import import_notes
-from ..maths.drift import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
+from ..maths.drift import Tolerance
 from ..measure.calibration import DEFAULT_CALIBRATION_SAMPLES
 from ..measure.verification import DEFAULT_SAMPLES, verify as run_verify
 from ..passes import REGISTRY
 from ..passes.decompose import POWERS, WINDOWS
-from ..runtime.inputs import ImagePreprocessing, load_data
+from ..runtime.datafiles import ImagePreprocessing, load_data
+from ..runtime.inputs import array_samples, input_specs, parse_input_shapes, parse_input_values
+from ..runtime.runnable import REFERENCES
 from .conversion import AUTO, VerifyOptions, convert
 from .inspection import inspect as inspect_model
 from .render import inspection_text, records_text, report_text
@@ -32,6 +34,8 @@ from .zoo import builtin_items, folder_items, parse_shard, run_zoo
 
 EXIT_DRIFT = 1
 EXIT_BAD_INPUT = 2
+EXIT_NOT_VERIFIABLE = 3
+"""The model was written but ONNX Runtime cannot run it on a provider, so nothing was verified."""
 
 
 class _Cli(click.Group):
@@ -95,8 +99,30 @@ providers_option = click.option("--providers", default="cpu", show_default=True,
                                 help="Comma-separated: cpu, cuda or full ONNX Runtime provider names.")
 samples_option = click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES,
                               show_default=True, help="Random inputs to verify on (or data samples to use).")
-atol_option = click.option("--atol", type=float, default=DEFAULT_ATOL, show_default=True)
-rtol_option = click.option("--rtol", type=float, default=DEFAULT_RTOL, show_default=True)
+atol_option = click.option("--atol", type=float, default=None,
+                           help="Absolute tolerance for every output [default: by element type: 1e-5 for "
+                                "float32, 1e-3 float16, 1e-2 bfloat16].")
+rtol_option = click.option("--rtol", type=float, default=None,
+                           help="Relative tolerance for every output [default: by element type: 1e-4 for "
+                                "float32, 1e-2 float16, 6e-2 bfloat16].")
+model_input_options = [
+    click.option("--input-shapes", "input_shapes", multiple=True, metavar="NAME:D0,D1,...",
+                 help="Shape of an input with symbolic dims, for random samples (e.g. data:1,3,224,224; "
+                      "repeatable)."),
+    click.option("--input", "input_values", multiple=True, metavar="NAME=VALUE",
+                 help="Value of an input fed whole: an If condition, a Loop trip count, a shape "
+                      "(e.g. cond=false, trip=3; repeatable)."),
+    click.option("--reference", "reference_mode", type=click.Choice(REFERENCES), default="native",
+                 show_default=True,
+                 help="Compare against the model as ONNX Runtime runs it, or with every LRN evaluated "
+                      "exactly in float64."),
+]
+
+
+def with_model_input_options(func):
+    for option in reversed(model_input_options):
+        func = option(func)
+    return func
 
 
 @click.group(cls=_Cli)
@@ -134,6 +160,27 @@ def _preprocessing(mean: Optional[str], std: Optional[str], size: Optional[str],
                                   size=shape, bgr=bgr)
     except ValueError:
         raise UsageError("--mean/--std take comma-separated numbers (e.g. 104,117,123); --size takes H,W") from None
+
+
+def _model_inputs(model, input_shapes, input_values):
+    """--input-shapes and --input, checked against the model's inputs."""
+    return parse_input_shapes(input_shapes), parse_input_values(input_values, input_specs(model))
+
+
+def _samples(path: Optional[str], model, samples: Optional[int], preprocessing: ImagePreprocessing, values):
+    """The samples of a --data / --calib file or folder, checked against the model (errors name the file)."""
+    if path is None:
+        return None
+    with _about(path):
+        return array_samples(model, load_data(path, model, samples, preprocessing, values), values=values,
+                             what=path)
+
+
+def _exit_for(report) -> None:
+    """Exit 1 for a failed verification, 3 when ONNX Runtime could not run the converted model."""
+    if report is None or report.passed:
+        return
+    sys.exit(EXIT_NOT_VERIFIABLE if report.unverifiable else EXIT_DRIFT)
 
 
 def _tolerance(text: Optional[str]) -> Optional[Tolerance]:
@@ -180,8 +227,10 @@ def with_image_options(func):
               help="decompose: window-sum formulation (default: the fastest measured).")
 @click.option("--power", type=click.Choice(POWERS), default=None,
               help="decompose: power formulation (default: the fastest measured).")
+@with_model_input_options
 def convert_command(model, output, weights, strategy, calib, mean, std, size, bgr, tolerance, samples,
-                    providers, atol, rtol, no_verify, report, in_place, window, power) -> None:
+                    providers, atol, rtol, no_verify, report, in_place, window, power, input_shapes,
+                    input_values, reference_mode) -> None:
     """Rewrite every LRN of MODEL with a strategy, verify it, and save it to OUTPUT."""
     if output is None:
         if not in_place:
@@ -192,7 +241,8 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
     if in_place and weights is not None and same_file(output, model):
         raise UsageError(f"{model}: --in-place cannot replace a Caffe prototxt with an ONNX model")
     loaded = _load(model, weights)
-    data = load_data(calib, loaded, samples, _preprocessing(mean, std, size, bgr)) if calib else None
+    shapes, values = _model_inputs(loaded, input_shapes, input_values)
+    data = _samples(calib, loaded, samples, _preprocessing(mean, std, size, bgr), values)
     verify_options = None
     if not no_verify:
         verify_options = VerifyOptions(providers=_providers(providers),
@@ -201,7 +251,8 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
     with _about(model):
         result = convert(loaded, strategy, calibration=data, tolerance=_tolerance(tolerance),
                          verify=verify_options, inplace=True, options=options,
-                         calibration_samples=samples or DEFAULT_CALIBRATION_SAMPLES)
+                         calibration_samples=samples or DEFAULT_CALIBRATION_SAMPLES, reference=reference_mode,
+                         input_shapes=shapes, input_values=values)
     if result.random_inputs:
         _random_inputs_warning(" and ".join(result.random_inputs))
     save(result.model, output)
@@ -213,15 +264,14 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
     if result.verify is not None:
         click.echo(report_text(result.verify, output, show_notes=False))
     click.echo(f"wrote {output}")
-    if not result.passed:
-        sys.exit(EXIT_DRIFT)
+    _exit_for(result.verify)
 
 
 @main.command(name="verify")
 @click.argument("reference", type=click.Path(dir_okay=False))
 @click.argument("candidate", type=click.Path(dir_okay=False))
-@click.option("--data", type=click.Path(), help="Inputs: .npy (single input), .npz keyed by input name, "
-              "or a folder of images.")
+@click.option("--data", type=click.Path(), help="Inputs: .npy (the one batched input), .npz keyed by input "
+              "name, or a folder of images.")
 @with_image_options
 @click.option("--samples", type=click.IntRange(min=1), default=None,
               help=f"Data samples to use [default: all] or random inputs [default: {DEFAULT_SAMPLES}].")
@@ -232,23 +282,25 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--tolerance", help="Judge by task-level tolerance (e.g. top1=0.995,cosine=0.999) "
               "instead of --atol/--rtol.")
+@with_model_input_options
 def verify_command(reference, candidate, data, mean, std, size, bgr, samples, providers, atol, rtol,
-                   per_site, as_json, tolerance) -> None:
+                   per_site, as_json, tolerance, input_shapes, input_values, reference_mode) -> None:
     """Measure how far CANDIDATE's outputs drift from REFERENCE's in ONNX Runtime."""
     ref = _load(reference)
     cand = _load(candidate)
-    inputs = load_data(data, ref, samples, _preprocessing(mean, std, size, bgr)) if data else None
-    if data is None and not as_json:
-        _random_inputs_warning("verifying")
+    shapes, values = _model_inputs(ref, input_shapes, input_values)
+    inputs = _samples(data, ref, samples, _preprocessing(mean, std, size, bgr), values)
     with _about(candidate):
         report = run_verify(ref, cand, inputs, _providers(providers), samples=samples or DEFAULT_SAMPLES,
+                            input_shapes=shapes, input_values=values, reference_mode=reference_mode,
                             atol=atol, rtol=rtol, per_site=per_site, tolerance=_tolerance(tolerance))
+    if data is None and not as_json:
+        _random_inputs_warning("verifying")
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         click.echo(report_text(report, candidate))
-    if not report.passed:
-        sys.exit(EXIT_DRIFT)
+    _exit_for(report)
 
 
 @main.command()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import onnx
@@ -20,12 +20,13 @@ from ..base.errors import UsageError
 from ..engine.plan import rewrite, strategy_named, uniform_plan
 from ..engine.protocol import EXACT, SiteRecord, Strategy
 from ..graph.sites import LrnSite, find_lrn
-from ..maths.drift import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
+from ..maths.drift import Tolerance
 from ..maths.stats import SiteStats
 from ..measure.calibration import DEFAULT_CALIBRATION_SAMPLES, Calibration, calibrate
 from ..measure.selection import select
-from ..measure.verification import DEFAULT_SAMPLES, DriftReport, verify_against
+from ..measure.verification import DEFAULT_SAMPLES, DriftReport, samples_for, verify_against
 from ..passes import AUTO_ORDER, REGISTRY
+from ..runtime.inputs import Samples, array_samples, random_samples
 from ..runtime.runnable import RunnableReference
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,17 @@ def strategies() -> Dict[str, Strategy]:
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    """How ``convert`` verifies its result (see ``lrnconv.verify``)."""
+    """How ``convert`` verifies its result (see ``lrnconv.verify``).
+
+    ``atol`` / ``rtol`` None: each output's element-type default.
+    """
 
     inputs: Optional[Mapping[str, np.ndarray]] = None
     providers: Sequence[str] = ("cpu",)
     samples: int = DEFAULT_SAMPLES
     seed: int = 0
-    atol: float = DEFAULT_ATOL
-    rtol: float = DEFAULT_RTOL
+    atol: Optional[float] = None
+    rtol: Optional[float] = None
 
 
 @dataclass
@@ -81,11 +85,13 @@ def needs_calibration(strategy: str, sites: Sequence[LrnSite]) -> bool:
 
 
 def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
-            calibration: Optional[Mapping[str, np.ndarray]] = None,
+            calibration: Union[None, Mapping[str, np.ndarray], Samples] = None,
             tolerance: Optional[Tolerance] = None, verify: Optional[VerifyOptions] = None,
             inplace: bool = False, options: Optional[Mapping[str, object]] = None,
             stats: Optional[Mapping[str, SiteStats]] = None,
-            calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES) -> ConversionResult:
+            calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES, reference: str = "native",
+            input_shapes: Optional[Mapping[str, Tuple[int, ...]]] = None,
+            input_values: Optional[Mapping[str, np.ndarray]] = None) -> ConversionResult:
     """Rewrite every LRN site of ``model`` with ``strategy``.
 
     Approximating strategies (``fold``, ``bn``, ``l2``, and ``auto``) fit their parameters
@@ -96,8 +102,8 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
     Args:
         model: the model; left untouched unless ``inplace``.
         strategy: ``auto`` or a name from ``lrnconv.passes.REGISTRY``.
-        calibration: arrays keyed by input name, leading axis = samples. Defaults to None:
-            seeded random pixel-like inputs, with a loud note (approximating strategies only).
+        calibration: arrays keyed by input name, leading axis = samples (or ``Samples``).
+            Defaults to None: seeded random pixel-like samples, with a loud note.
         tolerance: what ``auto`` accepts, and what verification of an approximate result
             is judged by. Defaults to ``Tolerance()`` (top-1 >= 99.5 %, cosine >= 0.999).
         verify: verify the result against the original with these options. Defaults to
@@ -106,6 +112,10 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
         options: strategy options (``decompose``: ``window``, ``power``).
         stats: calibration statistics keyed by site output, instead of fitting them on
             ``calibration``. Defaults to None (fitted when a strategy needs them).
+        reference: what calibration, ``auto`` and verification compare against: ``native``
+            (the model as ONNX Runtime runs it) or ``exact`` (every LRN in float64).
+        input_shapes: shapes of inputs with symbolic dims, for random samples.
+        input_values: values of the inputs fed whole (an ``If`` condition, a trip count).
 
     Raises:
         UsageError: unknown strategy.
@@ -118,47 +128,57 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
     notes: List[str] = [] if sites else ["no LRN site found; the model is unchanged"]
     provider = verify.providers[0] if verify is not None and verify.providers else "cpu"
     needs_data = stats is None and needs_calibration(strategy, sites)
-    reference = None
+    runnable = None
     if verify is not None or strategy == AUTO or needs_data:
         original = model
         if inplace:  # the rewrite edits ``model``: the reference keeps what it was
             original = onnx.ModelProto()
             original.CopyFrom(model)
-        reference = RunnableReference(original, sites)
+        runnable = RunnableReference(original, sites, reference)
+    data = calibration
+    if data is not None and not isinstance(data, Samples):
+        data = array_samples(model, data, values=input_values, what="calibration data")
     fitted: Optional[Calibration] = None
     if needs_data:
-        fitted = calibrate(reference, calibration, samples=calibration_samples, provider=provider)
+        if data is None:
+            data, guessed = random_samples(model, calibration_samples, shapes=input_shapes, values=input_values)
+            notes.extend(guessed)
+        fitted = calibrate(runnable, data, provider=provider)
         stats = fitted.stats
         notes.extend(fitted.notes)
     stats = dict(stats or {})
 
     attempts = {}
     if strategy == AUTO:
-        plan, attempts = select(reference, fitted, tolerance, provider, stats=stats, options=dict(options or {}))
+        plan, attempts = select(runnable, fitted, tolerance, provider, stats=stats, options=dict(options or {}))
     else:
         plan = uniform_plan(sites, strategy)
     converted, records = rewrite(model, plan, sites=sites, stats=stats, options=options, inplace=inplace)
     for record in records:
         record.attempts = attempts.get(record.site.output, [])
     result = ConversionResult(converted, strategy, records, notes=notes)
-    if fitted is not None and calibration is None:
+    if fitted is not None and data.random:
         result.random_inputs.append("fitting")
     if verify is not None:
         approximate = any(r.status != EXACT for r in records)
-        inputs = verify.inputs
-        if inputs is None and fitted is not None:
-            inputs = fitted.evaluation
+        if verify.inputs is not None:
+            checked = array_samples(model, verify.inputs, values=input_values, what="verification data")
+        elif fitted is not None:
+            checked = fitted.evaluation
             result.notes.append(f"verified on the {fitted.evaluation_samples} held-out samples "
                                 f"(the second half of the data; the first {fitted.calibration_samples} fitted it)")
-        elif inputs is None and calibration is not None:
-            inputs = calibration  # nothing was fitted on it, so all of it is fair to verify on
-        if inputs is None or (fitted is not None and calibration is None):
+        elif data is not None:
+            checked = data  # nothing was fitted on it, so all of it is fair to verify on
+        else:
+            checked, guessed = samples_for(runnable.model, samples=verify.samples, seed=verify.seed,
+                                           input_shapes=input_shapes, input_values=input_values)
+            result.notes.extend(n for n in guessed if n not in result.notes)
+        if checked.random:
             result.random_inputs.append("verifying")
         site_tensors = {r.site.output: r.tensor for r in records if r.tensor is not None}
-        result.verify = verify_against(reference, converted, inputs, verify.providers,
-                                       samples=verify.samples, seed=verify.seed, atol=verify.atol,
-                                       rtol=verify.rtol, per_site=True, site_tensors=site_tensors,
-                                       tolerance=tolerance if approximate else None)
+        result.verify = verify_against(runnable, converted, checked, verify.providers,
+                                       atol=verify.atol, rtol=verify.rtol, per_site=True,
+                                       site_tensors=site_tensors, tolerance=tolerance if approximate else None)
         _attach_site_drift(result)
         result.notes.extend(n for n in result.verify.notes if n not in result.notes)
     log.info("%d LRN site(s) rewritten with %s", len(records), strategy)

@@ -53,33 +53,67 @@ def inspection_text(path: str, inspection: Inspection) -> str:
 
 def drift_rows(drifts: Dict[str, Drift]) -> List[List[str]]:
     return [[name, _g(d.max_abs), _g(d.max_rel), _g(d.mean_abs), f"{d.cosine:.6f}",
-             _g(d.top1), _g(d.top5), _g(d.needed_atol), _g(d.needed_rtol), "pass" if d.passed else "FAIL"]
+             _g(d.top1), _g(d.top5), _g(d.needed_atol), _g(d.needed_rtol), _g(d.nonfinite or None),
+             "pass" if d.passed else "FAIL"]
             for name, d in drifts.items()]
 
 
 DRIFT_HEADER = ["tensor", "max abs", "max rel", "mean abs", "cosine", "top-1", "top-5",
-                "needed atol", "needed rtol", ""]
+                "needed atol", "needed rtol", "NaN/Inf", ""]
+
+
+def _criterion(report: DriftReport) -> str:
+    if report.tolerance is not None:
+        return "pass if " + ", ".join(f"{k} {'<=' if k == 'max_rel' else '>='} {v:g}"
+                                      for k, v in report.tolerance.to_dict().items())
+    rules = sorted({(atol, rtol) for atol, rtol in report.tolerances.values()})
+    if len(rules) == 1:
+        (atol, rtol), = rules
+        return f"pass if |a-b| <= {atol:g} + {rtol:g}*|ref|"
+    return "pass if |a-b| <= " + "; ".join(f"{a:g} + {r:g}*|ref| for {', '.join(o for o, t in report.tolerances.items() if t == (a, r))}"
+                                           for a, r in rules)
+
+
+def _nonfinite_lines(provider: str, drifts: Dict[str, Drift]) -> List[str]:
+    return [f"[{provider}] {name}: {d.nonfinite} NaN/Inf elements, the first at index {list(d.first_nonfinite)}"
+            for name, d in drifts.items() if d.nonfinite]
+
+
+def verdict_line(report: DriftReport, label: str = "") -> str:
+    """The one PASSED / FAILED / NOT VERIFIABLE line."""
+    suffix = f" {label}" if label else ""
+    if report.unverifiable:
+        return "; ".join(f"NOT VERIFIABLE on {p}: {why}" for p, why in report.unverifiable.items()) + suffix
+    if not report.passed:
+        return "FAILED" + suffix
+    if any(p.explained for p in report.providers.values()):
+        return "PASSED" + suffix + " (the drift against the native reference is its LRN kernel's own error)"
+    return "PASSED" + suffix
 
 
 def report_text(report: DriftReport, label: str = "", show_notes: bool = True) -> str:
-    """``verify``'s output: one table per provider, the noise floor, one PASSED/FAILED line."""
+    """``verify``'s output: tables per provider, the kernel floor, the noise floor, one verdict line."""
     lines = [f"note: {n}" for n in report.notes] if show_notes else []
-    if report.tolerance is not None:
-        criterion = "pass if " + ", ".join(f"{k} {'<=' if k == 'max_rel' else '>='} {v:g}"
-                                           for k, v in report.tolerance.to_dict().items())
-    else:
-        criterion = f"pass if |a-b| <= {report.atol:g} + {report.rtol:g}*|ref|"
-    lines.append(f"inputs: {report.inputs}; {criterion}")
+    against = "the exact reference (every LRN in float64)" if report.reference == "exact" else "the reference"
+    lines.append(f"inputs: {report.inputs} compared against {against}; {_criterion(report)}")
     for provider, drift in report.providers.items():
         lines.append(f"[{provider}] outputs")
         lines += _table(DRIFT_HEADER, drift_rows(drift.outputs))
+        lines += _nonfinite_lines(provider, drift.outputs)
+        if drift.exact_outputs:
+            lines.append(f"[{provider}] outputs against the exact reference (every LRN in float64)")
+            lines += _table(DRIFT_HEADER, drift_rows(drift.exact_outputs))
         if drift.sites:
             lines.append(f"[{provider}] right after each LRN site")
             lines += _table(DRIFT_HEADER, drift_rows(drift.sites))
+        if drift.kernel_floor:
+            lines.append(f"[{provider}] kernel floor: the reference's LRN output against the LRN maths in "
+                         "float64 on the same input")
+            lines += _table(DRIFT_HEADER, drift_rows(drift.kernel_floor))
     for provider, floor in report.noise_floor.items():
         lines.append(f"[noise floor] reference on {provider} vs reference on cpu")
         lines += _table(DRIFT_HEADER, drift_rows(floor))
-    lines.append(f"{'PASSED' if report.passed else 'FAILED'}{(' ' + label) if label else ''}")
+    lines.append(verdict_line(report, label))
     return "\n".join(lines)
 
 
@@ -135,7 +169,7 @@ def zoo_markdown(entries: Sequence[Dict[str, object]]) -> str:
         worst = e.get("worst") or {}
         lines.append(f"| {e['model']} | {e['strategy']} | {e['sites']} | {e['exact_sites']} | "
                      f"{_g(worst.get('max_rel'))} | {_g(worst.get('cosine'), 8)} | {_g(worst.get('top1'))} | "
-                     f"{e['seconds']:.1f} | {'PASSED' if e['passed'] else 'FAILED'} |")
+                     f"{e['seconds']:.1f} | {e.get('status', 'passed' if e['passed'] else 'failed').upper()} |")
     notes = sorted({n for e in entries for n in e.get("notes", [])})
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]

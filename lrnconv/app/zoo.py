@@ -81,6 +81,8 @@ def _worst(result) -> Dict[str, object]:
     if result.verify is None:
         return {}
     drifts = [d for p in result.verify.providers.values() for d in p.outputs.values()]
+    if not drifts:  # not verifiable on any provider
+        return {}
     return {"max_rel": max(d.max_rel for d in drifts), "cosine": min(d.cosine for d in drifts),
             "top1": min((d.top1 for d in drifts if d.top1 is not None), default=None)}
 
@@ -101,7 +103,9 @@ def _convert_item(item: ZooItem, outdir: str, names: Sequence[str], verify: Veri
             entries.append({
                 "model": item.name, "source": item.source, "strategy": strategy, "output": target,
                 "sites": len(result.sites), "exact_sites": sum(r.status == "exact" for r in result.sites),
-                "passed": result.passed, "worst": _worst(result), "seconds": time.perf_counter() - start,
+                "passed": result.passed, "status": result.verify.status if result.verify is not None else "not verified",
+                "unverifiable": result.verify.unverifiable if result.verify is not None else {},
+                "worst": _worst(result), "seconds": time.perf_counter() - start,
                 "report": result.to_dict(item.source, target), "notes": result.notes})
         except LrnConvError as exc:
             entries.append({"model": item.name, "source": item.source, "strategy": strategy, "error": str(exc)})

@@ -1,19 +1,52 @@
-"""Drift metrics between a reference output and a candidate output.
+"""Drift metrics between a reference output and a candidate output, accumulated chunk by chunk.
 
 Pass means every element satisfies ``|a - b| <= atol + rtol * |b|`` (numpy ``allclose``
-semantics, reference second), like Polygraphy's comparator. The metrics also say which
-tolerance would have been needed, and for score outputs ``[N, K]`` how often the
-candidate still picks the reference's class.
+semantics, reference second), like Polygraphy's comparator, and that no element of either
+tensor is NaN or Inf: a non-finite value fails whatever the other side holds (NaN == NaN is
+not agreement), and is counted with the index of the first one. The other metrics are taken
+over the elements where both sides are finite. They also say which tolerance would have been
+needed, and for score outputs ``[N, K]`` how often the candidate still picks the reference's
+class.
+
+``DriftMeter`` keeps only running sums and maxima, so verification memory does not grow with
+the number of samples; ``compare`` is the one-shot form.
+
+Default tolerances follow the element type (``default_tolerance``): float32 and float64 allow
+``atol 1e-5, rtol 1e-4`` (about 840 float32 ulps of relative slack, room for a different but
+exact order of summation through a deep network); float16 ``atol 1e-3, rtol 1e-2`` (about 10
+ulps of its 11-bit significand: a rewrite that computes in float32 and rounds once differs
+from a float16 kernel by an ulp at each rounding, and the layers after it carry that on);
+bfloat16 ``atol 1e-2, rtol 6e-2`` (about 8 ulps of its 8-bit significand).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Dict, Optional
+import math
+from dataclasses import dataclass, fields
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-4
+TYPE_TOLERANCES: Dict[str, Tuple[float, float]] = {
+    "float32": (DEFAULT_ATOL, DEFAULT_RTOL),
+    "float64": (DEFAULT_ATOL, DEFAULT_RTOL),
+    "float16": (1e-3, 1e-2),
+    "bfloat16": (1e-2, 6e-2),
+}
+"""numpy dtype name -> (atol, rtol) that verification uses unless told otherwise."""
+
+
+def default_tolerance(dtype) -> Tuple[float, float]:
+    """(atol, rtol) for outputs of this numpy dtype (float32's for anything not listed)."""
+    return TYPE_TOLERANCES.get(np.dtype(dtype).name, TYPE_TOLERANCES["float32"])
+
+
+def json_number(value):
+    """A float for standard JSON: finite as it is, non-finite as the strings 'inf', '-inf', 'nan'."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
 
 
 @dataclass(frozen=True)
@@ -33,11 +66,24 @@ class Drift:
     passed: bool
     top1: Optional[float] = None
     top5: Optional[float] = None
+    nonfinite: int = 0
+    """Elements where the candidate or the reference is NaN or Inf."""
+    first_nonfinite: Optional[tuple] = None
+    """Index of the first of them (the sample first)."""
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+    """The tolerance this drift was judged by."""
 
     def to_dict(self) -> Dict[str, object]:
-        out = asdict(self)
-        out["shape"] = list(self.shape)
-        return {k: v for k, v in out.items() if v is not None}
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or (f.name in ("nonfinite",) and value == 0):
+                continue
+            if isinstance(value, tuple):
+                value = [int(v) for v in value]
+            out[f.name] = json_number(value)
+        return out
 
 
 def _scores(array: np.ndarray) -> Optional[np.ndarray]:
@@ -47,62 +93,134 @@ def _scores(array: np.ndarray) -> Optional[np.ndarray]:
     return None
 
 
+class DriftMeter:
+    """Drift of a candidate tensor against its reference, fed chunk by chunk along axis 0.
+
+    Args:
+        atol, rtol: the element-wise tolerance the verdict is judged by.
+    """
+
+    def __init__(self, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL):
+        self.atol, self.rtol = float(atol), float(rtol)
+        self.rows = 0
+        self.inner: Optional[tuple] = None
+        self.mismatch = False
+        self.count = 0
+        self.max_abs = self.scale = self.sum_abs = 0.0
+        self.dot = self.aa = self.bb = 0.0
+        self.needed_atol = self.needed_rtol = 0.0
+        self.within = True
+        self.nonfinite = 0
+        self.first_nonfinite: Optional[tuple] = None
+        self.scored = 0
+        self.top1_hits = self.top5_hits = 0
+        self.top5_possible = True
+
+    def update(self, candidate: np.ndarray, reference: np.ndarray) -> None:
+        """Add one chunk: the next ``len(reference)`` samples of both tensors."""
+        candidate, reference = np.asarray(candidate), np.asarray(reference)
+        if candidate.shape != reference.shape or (self.inner is not None and reference.shape[1:] != self.inner):
+            self.mismatch = True
+            self.inner = tuple(reference.shape[1:])
+            self.rows += reference.shape[0] if reference.ndim else 1
+            return
+        self.inner = tuple(reference.shape[1:])
+        offset = self.rows
+        self.rows += reference.shape[0] if reference.ndim else 1
+        a = candidate.astype(np.float64)
+        b = reference.astype(np.float64)
+        finite = np.isfinite(a) & np.isfinite(b)
+        bad = int(finite.size - np.count_nonzero(finite))
+        if bad:
+            if self.first_nonfinite is None:
+                index = np.unravel_index(int(np.argmin(finite.ravel())), finite.shape) if finite.ndim else ()
+                self.first_nonfinite = tuple(int(i) + (offset if k == 0 else 0) for k, i in enumerate(index))
+            self.nonfinite += bad
+            a, b = np.where(finite, a, 0.0), np.where(finite, b, 0.0)
+        diff = np.abs(a - b)
+        magnitude = np.abs(b)
+        if diff.size:
+            self.count += int(np.count_nonzero(finite))
+            self.max_abs = max(self.max_abs, float(diff.max()))
+            self.scale = max(self.scale, float(magnitude.max()))
+            self.sum_abs += float(diff.sum())
+            self.dot += float(np.dot(a.ravel(), b.ravel()))
+            self.aa += float(np.dot(a.ravel(), a.ravel()))
+            self.bb += float(np.dot(b.ravel(), b.ravel()))
+            self.needed_atol = max(self.needed_atol, float(np.max(np.maximum(diff - self.rtol * magnitude, 0.0))))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                over = np.maximum(diff - self.atol, 0.0)
+                ratio = np.where(over > 0, over / magnitude, 0.0)
+            self.needed_rtol = max(self.needed_rtol, float(np.max(ratio)))
+            self.within = self.within and bool(np.all(diff <= self.atol + self.rtol * magnitude))
+        sa, sb = _scores(a), _scores(b)
+        if sa is not None and sb is not None:
+            reference_class = np.argmax(sb, axis=1)
+            self.scored += sa.shape[0]
+            self.top1_hits += int(np.sum(np.argmax(sa, axis=1) == reference_class))
+            if sa.shape[1] >= 5:
+                best5 = np.argsort(-sa, axis=1)[:, :5]
+                self.top5_hits += int(np.sum(np.any(best5 == reference_class[:, None], axis=1)))
+            else:
+                self.top5_possible = False
+
+    def result(self) -> Drift:
+        shape = (self.rows,) + (self.inner or ())
+        if self.mismatch:
+            inf = float("inf")
+            return Drift(shape, inf, inf, inf, 0.0, inf, inf, False, atol=self.atol, rtol=self.rtol)
+        max_rel = self.max_abs / self.scale if self.scale > 0 else (0.0 if self.max_abs == 0 else float("inf"))
+        norm = math.sqrt(self.aa) * math.sqrt(self.bb)
+        cosine = self.dot / norm if norm > 0 else (1.0 if self.max_abs == 0 else 0.0)
+        top1 = self.top1_hits / self.scored if self.scored else None
+        top5 = self.top5_hits / self.scored if self.scored and self.top5_possible else None
+        return Drift(shape, self.max_abs, max_rel, self.sum_abs / self.count if self.count else 0.0, cosine,
+                     self.needed_atol, self.needed_rtol, self.within and self.nonfinite == 0, top1, top5,
+                     self.nonfinite, self.first_nonfinite, self.atol, self.rtol)
+
+
 def compare(candidate: np.ndarray, reference: np.ndarray, *, atol: float = DEFAULT_ATOL,
             rtol: float = DEFAULT_RTOL) -> Drift:
-    """Metrics of ``candidate`` against ``reference`` (computed in float64)."""
-    if candidate.shape != reference.shape:
-        return Drift(tuple(reference.shape), float("inf"), float("inf"), float("inf"), 0.0,
-                     float("inf"), float("inf"), False)
-    a = candidate.astype(np.float64)
-    b = reference.astype(np.float64)
-    diff = np.abs(a - b)
-    diff = np.where(np.isnan(a) & np.isnan(b), 0.0, diff)
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    scale = float(np.max(np.abs(b))) if b.size else 0.0
-    max_abs = float(diff.max()) if diff.size else 0.0
-    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        needed_atol = float(np.max(np.maximum(diff - rtol * np.abs(b), 0.0))) if diff.size else 0.0
-        over = np.maximum(diff - atol, 0.0)
-        ratio = np.where(over > 0, over / np.abs(b), 0.0)
-        needed_rtol = float(np.max(ratio)) if diff.size else 0.0
-    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-    cosine = float(np.dot(a.ravel(), b.ravel()) / norm) if norm > 0 else (1.0 if max_abs == 0 else 0.0)
-    top1 = top5 = None
-    sa, sb = _scores(a), _scores(b)
-    if sa is not None and sb is not None:
-        ref_class = np.argmax(sb, axis=1)
-        top1 = float(np.mean(np.argmax(sa, axis=1) == ref_class))
-        if sa.shape[1] >= 5:
-            best5 = np.argsort(-sa, axis=1)[:, :5]
-            top5 = float(np.mean(np.any(best5 == ref_class[:, None], axis=1)))
-    passed = bool(np.all(diff <= atol + rtol * np.abs(b)))
-    return Drift(tuple(reference.shape), max_abs, max_rel, float(diff.mean()) if diff.size else 0.0,
-                 cosine, needed_atol, needed_rtol, passed, top1, top5)
+    """Metrics of ``candidate`` against ``reference`` (computed in float64), in one go."""
+    meter = DriftMeter(atol, rtol)
+    meter.update(candidate, reference)
+    return meter.result()
 
 
 @dataclass(frozen=True)
 class Tolerance:
     """Task-level acceptance for approximate rewrites (``auto`` and approximate strategies).
 
-    An output is accepted when its cosine similarity to the reference is at least
-    ``cosine``, its top-1 agreement (score outputs only) at least ``top1``, and, if set,
-    its max-rel error at most ``max_rel``. Defaults: top-1 >= 99.5 %, cosine >= 0.999.
+    An output is accepted when it has no NaN or Inf, its cosine similarity to the reference
+    is at least ``cosine``, its top-1 agreement (score outputs only) at least ``top1``, and,
+    if set, its max-rel error at most ``max_rel``. Defaults: top-1 >= 99.5 %, cosine >= 0.999.
+
+    Raises:
+        ValueError: a bound out of its range (cosine in [-1, 1], top1 in [0, 1], max_rel a
+            finite number >= 0), NaN included.
     """
 
     top1: float = 0.995
     cosine: float = 0.999
     max_rel: Optional[float] = None
 
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.cosine <= 1.0:
+            raise ValueError(f"cosine={self.cosine!r} is not in [-1, 1]")
+        if not 0.0 <= self.top1 <= 1.0:
+            raise ValueError(f"top1={self.top1!r} is not in [0, 1]")
+        if self.max_rel is not None and not (math.isfinite(self.max_rel) and self.max_rel >= 0):
+            raise ValueError(f"max_rel={self.max_rel!r} is not a finite number >= 0")
+
     def accepts(self, drift: Drift) -> bool:
-        if drift.cosine < self.cosine:
+        if drift.nonfinite or drift.cosine < self.cosine:
             return False
         if drift.top1 is not None and drift.top1 < self.top1:
             return False
         return self.max_rel is None or drift.max_rel <= self.max_rel
 
     def to_dict(self) -> Dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
     @classmethod
     def parse(cls, text: str) -> "Tolerance":
@@ -113,5 +231,8 @@ class Tolerance:
             key = key.strip().replace("-", "_")
             if not sep or key not in ("top1", "cosine", "max_rel"):
                 raise ValueError(f"tolerance '{part}': use top1=F, cosine=F and/or max_rel=F")
-            values[key] = float(value)
+            try:
+                values[key] = float(value)
+            except ValueError:
+                raise ValueError(f"tolerance '{part}': '{value.strip()}' is not a number") from None
         return cls(**values)

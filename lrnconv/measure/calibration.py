@@ -1,26 +1,24 @@
 """Calibration: per-site statistics from data, with evaluation kept apart.
 
-The data is split in two halves: the first fits the approximating strategies, the
+The samples are split in two halves: the first fits the approximating strategies, the
 second judges them (``auto``) and verifies the result, so no strategy is judged on the
 samples it was fitted on. One ONNX Runtime session of the runnable reference runs with
-every site's input and output exposed, batch by batch, and each batch is folded into
-``SiteStats`` (memory does not grow with the number of samples). Without data, seeded
-random pixel-like inputs are used and the result says so loudly.
+every site's input and output exposed, chunk by chunk in runs the model accepts (a fixed
+batch of 1 or N included, padding cut off), and each chunk is folded into ``SiteStats``:
+memory does not grow with the number of samples. Without data, seeded random pixel-like
+samples are used and the result says so loudly.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional
-
-import numpy as np
+from typing import Dict, List, Tuple
 
 from ..base.errors import BadInput
 from ..maths.stats import SiteStats
-from ..runtime.inputs import PIXEL_HIGH, PIXEL_LOW, random_inputs
+from ..runtime.inputs import Samples, input_specs, rows_per_run
 from ..runtime.providers import resolve_providers
 from ..runtime.runnable import RunnableReference
-from ..runtime.sessions import DEFAULT_BATCH
 
 log = logging.getLogger(__name__)
 
@@ -29,42 +27,42 @@ DEFAULT_CALIBRATION_SAMPLES = 64
 
 @dataclass
 class Calibration:
-    """Statistics per site (keyed by site output) and the held-out evaluation inputs."""
+    """Statistics per site (keyed by site output) and the held-out evaluation samples."""
 
     stats: Dict[str, SiteStats]
-    evaluation: Dict[str, np.ndarray]
+    evaluation: Samples
     calibration_samples: int
-    evaluation_samples: int
     notes: List[str] = field(default_factory=list)
 
-
-def split_halves(inputs: Mapping[str, np.ndarray]):
-    """(calibration half, evaluation half) along the leading axis; needs >= 2 samples."""
-    total = next(iter(inputs.values())).shape[0]
-    if total < 2:
-        raise BadInput(f"calibration needs at least 2 samples (one to fit, one to evaluate); got {total}")
-    half = (total + 1) // 2
-    return {k: v[:half] for k, v in inputs.items()}, {k: v[half:] for k, v in inputs.items()}
+    @property
+    def evaluation_samples(self) -> int:
+        return self.evaluation.count
 
 
-def calibrate(reference: RunnableReference, inputs: Optional[Mapping[str, np.ndarray]] = None, *,
-              samples: int = DEFAULT_CALIBRATION_SAMPLES, seed: int = 0, provider: str = "cpu",
-              batch_size: int = DEFAULT_BATCH) -> Calibration:
-    """Fit statistics for every main-graph site on half the data; keep the other half.
+def split_halves(samples: Samples) -> Tuple[Samples, Samples]:
+    """(calibration half, evaluation half); needs at least 2 samples.
+
+    Raises:
+        BadInput: fewer than 2 samples.
+    """
+    if samples.count < 2:
+        raise BadInput(f"calibration needs at least 2 samples (one to fit, one to evaluate); got {samples.count}")
+    return samples.halves()
+
+
+def calibrate(reference: RunnableReference, samples: Samples, *, provider: str = "cpu") -> Calibration:
+    """Fit statistics for every main-graph site on half the samples; keep the other half.
 
     Args:
         reference: the original model and its sites, as ONNX Runtime can run them.
-        inputs: arrays keyed by input name, leading axis = samples. Defaults to None:
-            ``samples`` seeded random pixel-like inputs, and a loud note.
+        samples: the data (``lrnconv.runtime.inputs.array_samples`` or ``random_samples``).
         provider: where to run the calibration session.
     """
     notes: List[str] = []
-    if inputs is None:
-        inputs = random_inputs(reference.model, samples, seed)
-        notes.append(f"NO CALIBRATION DATA: fitted and evaluated on {samples} seeded random inputs "
-                     f"(uniform [{PIXEL_LOW:g}, {PIXEL_HIGH:g}), seed {seed}); approximations fitted "
-                     "this way may be far off on real data")
-    fit, evaluation = split_halves(inputs)
+    if samples.random:
+        notes.append(f"NO CALIBRATION DATA: fitted and evaluated on {samples.description}; approximations "
+                     "fitted this way may be far off on real data")
+    fit, evaluation = split_halves(samples)
     (provider,) = resolve_providers([provider])
     sites = reference.sites
     reachable = [s for s in sites if not s.graph_path]
@@ -79,13 +77,13 @@ def calibrate(reference: RunnableReference, inputs: Optional[Mapping[str, np.nda
         note = reference.note(provider)
         if note:
             notes.append(note)
-        for batch in session.batches(fit, batch_size, exposed):
+        rows, pad = rows_per_run(input_specs(reference.model), fit.rows_hint)
+        for chunk in fit.chunks(rows, pad):
+            values = session.run_chunk(chunk, exposed)
             for s in reachable:
-                x, y = batch[s.input], batch[s.output]
+                x, y = values[s.input], values[s.output]
                 if s.output not in stats:
                     stats[s.output] = SiteStats(x.shape[1])
                 stats[s.output].update(x, y)
-    count = next(iter(fit.values())).shape[0]
-    held = next(iter(evaluation.values())).shape[0]
-    log.info("calibrated %d site(s) on %d samples, %d held out", len(stats), count, held)
-    return Calibration(stats, evaluation, count, held, notes)
+    log.info("calibrated %d site(s) on %d samples, %d held out", len(stats), fit.count, evaluation.count)
+    return Calibration(stats, evaluation, fit.count, notes)

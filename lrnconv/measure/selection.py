@@ -4,9 +4,9 @@ A selection, not a rewrite: it walks ``lrnconv.passes.AUTO_ORDER`` (remove, fold
 decompose) and, for each site in graph (topological) order, rewrites a trial copy of the
 model with every earlier site's choice in place, this site's candidate, and every later
 site decomposed (exact, and runnable where ONNX Runtime refuses the original LRN). The
-trial runs on the held-out evaluation half of the calibration data and is accepted when
-every output passes the tolerance. Exact candidates are accepted without a run;
-``decompose`` is the exact fallback. Every candidate that is not taken is recorded with
+trial runs on the held-out evaluation half of the calibration samples, chunk by chunk, and
+is accepted when every output passes the tolerance. Exact candidates are accepted without a
+run; ``decompose`` is the exact fallback. Every candidate that is not taken is recorded with
 the reason: not applicable on this graph, no statistics, outside the tolerance (with the
 numbers), or refused by ONNX Runtime; the walk goes on to the next.
 """
@@ -15,16 +15,19 @@ from __future__ import annotations
 import logging
 from typing import Dict, List, Mapping, Optional, Tuple
 
+import numpy as np
+
 from ..base.errors import LrnConvError
 from ..engine.plan import rewrite
 from ..engine.protocol import EXACT, Attempt
 from ..graph.preserve import EditableModel
-from ..maths.drift import Tolerance, compare
+from ..maths.drift import DriftMeter, Tolerance
 from ..maths.stats import SiteStats
 from ..passes import AUTO_FALLBACK, AUTO_ORDER
+from ..runtime.inputs import input_specs, rows_per_run
 from ..runtime.providers import resolve_providers
 from ..runtime.runnable import RunnableReference
-from ..runtime.sessions import DEFAULT_BATCH, RuntimeRefused, create_session
+from ..runtime.sessions import RuntimeRefused, create_session
 from .calibration import Calibration
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,9 @@ def _describe(drifts) -> str:
     text = f"cosine {worst_cos:.6f}"
     if tops:
         text += f", top-1 {min(tops):.4f}"
-    return text + f", max rel {max(d.max_rel for d in drifts.values()):.3g}"
+    text += f", max rel {max(d.max_rel for d in drifts.values()):.3g}"
+    bad = sum(d.nonfinite for d in drifts.values())
+    return text + (f", {bad} NaN/Inf" if bad else "")
 
 
 def select(reference: RunnableReference, calibration: Optional[Calibration], tolerance: Tolerance,
@@ -51,10 +56,12 @@ def select(reference: RunnableReference, calibration: Optional[Calibration], tol
     sites = reference.sites
     graphs = EditableModel(reference.model)  # read only: the checks see the original graph
     evaluation = calibration.evaluation if calibration is not None else None
-    expected = None
+    outputs = [o.name for o in reference.model.graph.output]
+    expected: Optional[List[Dict[str, np.ndarray]]] = None
     if evaluation is not None:
-        outputs = [o.name for o in reference.model.graph.output]
-        expected = reference.session(provider, evaluation).run(evaluation, DEFAULT_BATCH, outputs)
+        rows, pad = rows_per_run(input_specs(reference.model), evaluation.rows_hint)
+        session = reference.session(provider, evaluation, outputs)
+        expected = [session.run_chunk(chunk, outputs) for chunk in evaluation.chunks(rows, pad)]  # outputs only
 
     plan: Dict[str, str] = {}
     attempts: Dict[str, List[Attempt]] = {}
@@ -75,16 +82,21 @@ def select(reference: RunnableReference, calibration: Optional[Calibration], tol
             trial = dict(plan)
             trial[site.output] = strategy.name
             trial.update({later.output: AUTO_FALLBACK.name for later in sites[index + 1:]})
+            meters = {o: DriftMeter() for o in outputs}
             try:
                 candidate, _ = rewrite(reference.model, trial, sites=sites, stats=stats, options=options)
-                got = create_session(candidate, provider).run(evaluation, DEFAULT_BATCH, list(expected))
+                trial_session = create_session(candidate, provider)
+                for chunk, reference_outputs in zip(evaluation.chunks(rows, pad), expected):
+                    got = trial_session.run_chunk(chunk, outputs)
+                    for o in outputs:
+                        meters[o].update(got[o], reference_outputs[o])
             except RuntimeRefused as refusal:
                 tried.append(Attempt(strategy.name, False, f"ONNX Runtime refused the trial model: {refusal}"))
                 continue
             except LrnConvError as exc:
                 tried.append(Attempt(strategy.name, False, f"the trial rewrite failed: {exc}"))
                 continue
-            drifts = {name: compare(got[name], expected[name]) for name in expected}
+            drifts = {o: m.result() for o, m in meters.items()}
             accepted = all(tolerance.accepts(d) for d in drifts.values())
             tried.append(Attempt(strategy.name, accepted,
                                  ("within" if accepted else "outside") + f" tolerance: {_describe(drifts)}"))

@@ -1,24 +1,23 @@
 """The one place that runs ONNX Runtime sessions.
 
 Sessions pinned to exactly one provider (a session ONNX Runtime silently moved to another
-is refused), intermediate tensors exposed as extra outputs, and runs batch by batch.
-Calibration and verification both go through here.
+is refused), intermediate tensors exposed as extra outputs, and runs of one chunk of samples
+(``inputs.Chunk``) with the padding of a fixed-batch run cut off again. Calibration and
+verification both go through here.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
 from ..base.errors import ProviderUnavailable
+from .inputs import Chunk
 from .providers import onnxruntime_build
-
-DEFAULT_BATCH = 16
-"""Samples per ONNX Runtime run when streaming many samples."""
 
 
 class RuntimeRefused(Exception):
@@ -40,26 +39,30 @@ class Session:
     provider: str
     output_names: List[str]
 
-    def batches(self, feeds: Dict[str, np.ndarray], batch_size: Optional[int] = None,
-                outputs: Optional[Sequence[str]] = None) -> Iterator[Dict[str, np.ndarray]]:
-        """Outputs batch by batch over the leading axis (memory stays one batch)."""
-        names = list(outputs or self.output_names)
-        total = next(iter(feeds.values())).shape[0] if feeds else 1
-        step = batch_size or total
-        for start in range(0, total, step):
-            batch = {k: v[start:start + step] for k, v in feeds.items()}
-            try:
-                values = self.inner.run(names, batch)
-            except Exception as exc:  # onnxruntime raises its own pybind exception types
-                raise RuntimeRefused(_first_line(exc)) from None
-            yield dict(zip(names, values))
+    def run(self, feeds: Mapping[str, np.ndarray], outputs: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+        """One ONNX Runtime run.
 
-    def run(self, feeds: Dict[str, np.ndarray], batch_size: Optional[int] = None,
-            outputs: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
-        """Run over the leading axis in batches and concatenate the results."""
-        parts = list(self.batches(feeds, batch_size, outputs))
-        return {n: np.concatenate([p[n] for p in parts], axis=0) if len(parts) > 1 else parts[0][n]
-                for n in parts[0]}
+        Raises:
+            RuntimeRefused: ONNX Runtime rejected the feeds or failed while running.
+        """
+        names = list(outputs or self.output_names)
+        try:
+            values = self.inner.run(names, dict(feeds))
+        except Exception as exc:  # onnxruntime raises its own pybind exception types
+            raise RuntimeRefused(_first_line(exc)) from None
+        return dict(zip(names, values))
+
+    def run_chunk(self, chunk: Chunk, outputs: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+        """One run of a chunk; the rows that padded it are cut from every batched result.
+
+        A result is batched when its leading dim is the chunk's row count; the others (a
+        scalar, a loop's iteration count) come back whole.
+        """
+        got = self.run(chunk.feeds, outputs)
+        if chunk.real == chunk.rows:
+            return got
+        return {name: value[:chunk.real] if value.ndim and value.shape[0] == chunk.rows else value
+                for name, value in got.items()}
 
 
 def _with_extra_outputs(model: onnx.ModelProto, names: Sequence[str]) -> bytes:
