@@ -129,7 +129,8 @@ class DriftMeter:
         self.rows += reference.shape[0] if reference.ndim else 1
         a = candidate.astype(np.float64)
         b = reference.astype(np.float64)
-        finite = np.isfinite(a) & np.isfinite(b)
+        finite = np.isfinite(a)
+        finite &= np.isfinite(b)
         bad = int(finite.size - np.count_nonzero(finite))
         if bad:
             if self.first_nonfinite is None:
@@ -140,19 +141,22 @@ class DriftMeter:
         diff = np.abs(a - b)
         magnitude = np.abs(b)
         if diff.size:
-            self.count += int(np.count_nonzero(finite))
+            self.count += diff.size - bad
             self.max_abs = max(self.max_abs, float(diff.max()))
             self.scale = max(self.scale, float(magnitude.max()))
             self.sum_abs += float(diff.sum())
-            self.dot += float(np.dot(a.ravel(), b.ravel()))
-            self.aa += float(np.dot(a.ravel(), a.ravel()))
-            self.bb += float(np.dot(b.ravel(), b.ravel()))
-            self.needed_atol = max(self.needed_atol, float(np.max(np.maximum(diff - self.rtol * magnitude, 0.0))))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                over = np.maximum(diff - self.atol, 0.0)
-                ratio = np.where(over > 0, over / magnitude, 0.0)
-            self.needed_rtol = max(self.needed_rtol, float(np.max(ratio)))
-            self.within = self.within and bool(np.all(diff <= self.atol + self.rtol * magnitude))
+            flat_a, flat_b = a.ravel(), b.ravel()
+            self.dot += float(np.dot(flat_a, flat_b))
+            self.aa += float(np.dot(flat_a, flat_a))
+            self.bb += float(np.dot(flat_b, flat_b))
+            scaled = self.rtol * magnitude
+            self.needed_atol = max(self.needed_atol, float(np.max(diff - scaled)))
+            self.within = self.within and bool(np.all(diff <= self.atol + scaled))
+            over = diff > self.atol  # only these elements need any rtol at all
+            if over.any():
+                with np.errstate(divide="ignore"):
+                    ratio = (diff[over] - self.atol) / magnitude[over]
+                self.needed_rtol = max(self.needed_rtol, float(ratio.max()))
         sa, sb = _scores(a), _scores(b)
         if sa is not None and sb is not None:
             reference_class = np.argmax(sb, axis=1)
@@ -170,12 +174,13 @@ class DriftMeter:
             inf = float("inf")
             return Drift(shape, inf, inf, inf, 0.0, inf, inf, False, atol=self.atol, rtol=self.rtol)
         max_rel = self.max_abs / self.scale if self.scale > 0 else (0.0 if self.max_abs == 0 else float("inf"))
+        needed_atol = max(self.needed_atol, 0.0)
         norm = math.sqrt(self.aa) * math.sqrt(self.bb)
         cosine = self.dot / norm if norm > 0 else (1.0 if self.max_abs == 0 else 0.0)
         top1 = self.top1_hits / self.scored if self.scored else None
         top5 = self.top5_hits / self.scored if self.scored and self.top5_possible else None
         return Drift(shape, self.max_abs, max_rel, self.sum_abs / self.count if self.count else 0.0, cosine,
-                     self.needed_atol, self.needed_rtol, self.within and self.nonfinite == 0, top1, top5,
+                     needed_atol, self.needed_rtol, self.within and self.nonfinite == 0, top1, top5,
                      self.nonfinite, self.first_nonfinite, self.atol, self.rtol)
 
 
