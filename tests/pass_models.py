@@ -318,16 +318,18 @@ DECOMPOSITION = ["norm1_square", "norm1_window_mean", "norm1_scaled", "norm1_shi
 
 
 def unknown_rank_model(conv: bool = False) -> onnx.ModelProto:
-    """data (a float tensor of unknown shape) -> [Conv ->] LRN -> Relu."""
-    data = helper.make_tensor_value_info("data", TensorProto.FLOAT, None)
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    nodes = [helper.make_node("LRN", ["x"], ["n"], name="norm", size=3, alpha=0.01, beta=0.75, bias=1.0),
+    """data -> Reshape(data, shape) [-> Conv] -> LRN -> Relu: ``shape`` is an input of unknown length,
+    so nothing downstream of the Reshape has a known rank (a graph input must declare one)."""
+    data = helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3 if conv else 6, 5, 5])
+    shape = helper.make_tensor_value_info("shape", TensorProto.INT64, ["L"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6, 5, 5])
+    nodes = [helper.make_node("Reshape", ["data", "shape"], ["reshaped" if conv else "x"], name="reshape"),
+             helper.make_node("LRN", ["x"], ["n"], name="norm", size=3, alpha=0.01, beta=0.75, bias=1.0),
              helper.make_node("Relu", ["n"], ["y"], name="post")]
     weights = []
     if conv:
-        nodes.insert(0, helper.make_node("Conv", ["data", "w"], ["x"], name="conv"))
-        weights.append(onnx.numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w"))
-    else:
-        nodes.insert(0, helper.make_node("Identity", ["data"], ["x"], name="copy"))
-    return helper.make_model(helper.make_graph(nodes, "unknown_rank", [data], [y], weights),
-                             opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+        nodes.insert(1, helper.make_node("Conv", ["reshaped", "w"], ["x"], name="conv"))
+        weights.append(numpy_helper.from_array(np.ones((6, 3, 1, 1), np.float32), "w"))
+    model = helper.make_model(helper.make_graph(nodes, "unknown_rank", [data, shape], [y], weights),
+                              opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    return model

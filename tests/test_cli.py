@@ -64,7 +64,7 @@ def bad_lrn(**attrs):
     return helper.make_model(helper.make_graph([node], "g", [x], [y]), opset_imports=[helper.make_opsetid("", 13)])
 
 
-@pytest.mark.parametrize("attrs,reason", [({}, "no 'size'"), ({"size": 0}, "size=0"), ({"size": -3}, "size=-3")])
+@pytest.mark.parametrize("attrs,reason", [({}, "'size' is missing"), ({"size": 0}, "size=0"), ({"size": -3}, "size=-3")])
 def test_illegal_lrn_size(tmp_path, attrs, reason):
     path = tmp_path / "bad_size.onnx"
     onnx.save(bad_lrn(**attrs), str(path))

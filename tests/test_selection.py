@@ -29,20 +29,22 @@ def test_auto_records_folds_refusal_on_an_unknown_rank_and_goes_on(tmp_path):
     np.save(data, x)
     out, report = tmp_path / "out.onnx", tmp_path / "report.json"
     result = CliRunner().invoke(main, ["convert", str(model), "-o", str(out), "--strategy", "auto", "--calib",
-                                       str(data), "--tolerance", "cosine=0.975", "--report", str(report)])
+                                       str(data), "--input", "shape=0,6,5,5", "--tolerance", "cosine=0.975",
+                                       "--report", str(report)])
     assert result.exit_code == 0, result.output
     (site,) = json.loads(report.read_text())["sites"]
     tried = site["auto"]
     assert [t["strategy"] for t in tried] == [s.name for s in AUTO_ORDER][:len(tried)]
     assert tried[1] == {"strategy": "fold", "accepted": False, "reason": (
         "the rank of input 'x' is unknown, so an explicit per-channel Mul cannot be shaped to it, and the "
-        "scale cannot be folded: tensor 'data' is a graph input, so no Conv produces the LRN input; LRN "
+        "scale cannot be folded: Reshape node 'reshape' produces 'x' and does not commute with a per-channel "
+        "scale (only Relu, LeakyRelu, PRelu, MaxPool, AveragePool, Dropout, Identity are passed through); LRN "
         "output 'n' is read by Relu node 'post', not only by Convs")}
     assert [t["accepted"] for t in tried] == [False] * (len(tried) - 1) + [True]
     assert site["strategy"] == tried[-1]["strategy"] != "fold"
     held = x[10:]  # the evaluation half the choice was judged on
     expected = np.maximum(lrn_onnx(held.astype(np.float64), 3, alpha=0.01, beta=0.75, bias=1.0), 0)
-    drift = compare(run(onnx.load(str(out)), {"data": held})["y"], expected)
+    drift = compare(run(onnx.load(str(out)), {"data": held, "shape": np.array([0, 6, 5, 5])})["y"], expected)
     assert drift.cosine >= 0.975
     rejected = [t for t in tried[:-1] if t["strategy"] != "fold"]
     assert all(t["reason"].startswith("outside tolerance: cosine ") for t in rejected)

@@ -1,23 +1,28 @@
 """The ``lrnconv`` command line: a thin layer over the public API.
 
-Each command maps its options onto one API call and renders the result. Every
-``LrnConvError`` becomes one line on stderr and exit code 2 (no traceback unless
-``--debug``); a failed verification is exit code 1.
+Each command maps its options onto one API call and renders the result. Exit codes: 0 passed;
+1 the drift is over tolerance (or a zoo model failed); 2 bad input or usage, always exactly one
+line on stderr naming the file and the reason (no traceback unless ``--debug``), nothing
+written; 3 written but not verifiable; 130 interrupted (SIGINT), 143 terminated (SIGTERM),
+nothing left behind. Every file goes through ``lrnconv.base.files`` with the command's inputs
+protected.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import math
 import os
+import signal
 import sys
 from typing import Iterator, Optional
 
 import click
 
-from ..base.errors import LrnConvError, UnsupportedModel, UsageError
-from ..base.files import same_file, write_text
-from ..formats.modelio import load, save
+from ..base.errors import LrnConvError, RunFailed, UnsupportedModel, UsageError
+from ..base.files import OutputGuard, bytes_writer, same_file, write_files
+from ..base.text import json_text
+from ..formats.modelio import CAFFE_SUFFIXES, load, model_writer
 from ..graph.metadata import import_notes
 from ..maths.drift import Tolerance
 from ..measure.calibration import DEFAULT_CALIBRATION_SAMPLES
@@ -36,10 +41,39 @@ EXIT_DRIFT = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOT_VERIFIABLE = 3
 """The model was written but ONNX Runtime cannot run it on a provider, so nothing was verified."""
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every write in progress cleans up after itself."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
 
 
 class _Cli(click.Group):
-    """Turns library errors into one stderr line and exit 2."""
+    """Library errors and usage errors as one stderr line and exit 2; SIGINT 130, SIGTERM 143."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            click.echo(f"lrnconv: error: {exc.format_message()}", err=True)
+            code = EXIT_BAD_INPUT
+        except click.exceptions.Abort:
+            click.echo("lrnconv: interrupted; nothing was left half-written", err=True)
+            code = EXIT_INTERRUPTED
+        except _Terminated:
+            click.echo("lrnconv: terminated; nothing was left half-written", err=True)
+            code = EXIT_TERMINATED
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
         try:
@@ -64,6 +98,8 @@ def _about(path: str) -> Iterator[None]:
     except LrnConvError as exc:
         if str(exc).startswith(path):
             raise
+        if isinstance(exc, RunFailed):
+            raise RunFailed(f"{path}: {exc}", exc.role) from None
         raise type(exc)(f"{path}: {exc}") from None
     except Exception as exc:  # a corrupt model can break any parser below us: still one line
         if click.get_current_context().find_root().params.get("debug"):
@@ -73,21 +109,20 @@ def _about(path: str) -> Iterator[None]:
                                "rerun with --debug for the traceback") from None
 
 
-def _load(path: str, weights: Optional[str] = None):
-    """Load a model, naming the file in any error, and pass on what the importer noted."""
+def _load(path: str, weights: Optional[str] = None, *, check: bool = True):
+    """Load a model, naming the file in any error."""
     with _about(path):
-        model = load(path, weights)
+        return load(path, weights, check=check)
+
+
+def _echo_import_notes(path: str, model) -> None:
+    """What the importer noted, said once the command's work succeeded."""
     for note in import_notes(model):
         click.echo(f"note: {path}: {note}", err=True)
-    return model
 
 
 def _providers(text: str):
     return [p.strip() for p in text.split(",") if p.strip()]
-
-
-def _write_json(path: str, data) -> None:
-    write_text(path, json.dumps(data, indent=2))
 
 
 def _random_inputs_warning(doing: str) -> None:
@@ -95,14 +130,29 @@ def _random_inputs_warning(doing: str) -> None:
                "(uniform [-128, 128)); drift on real data may differ", err=True)
 
 
+class _Tolerance(click.ParamType):
+    """A finite number >= 0 (NaN, Inf and negatives would pass anything or nothing)."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or number < 0:
+            self.fail(f"{value!r} must be a finite number >= 0", param, ctx)
+        return number
+
+
 providers_option = click.option("--providers", default="cpu", show_default=True,
                                 help="Comma-separated: cpu, cuda or full ONNX Runtime provider names.")
 samples_option = click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES,
                               show_default=True, help="Random inputs to verify on (or data samples to use).")
-atol_option = click.option("--atol", type=float, default=None,
+atol_option = click.option("--atol", type=_Tolerance(), default=None,
                            help="Absolute tolerance for every output [default: by element type: 1e-5 for "
                                 "float32, 1e-3 float16, 1e-2 bfloat16].")
-rtol_option = click.option("--rtol", type=float, default=None,
+rtol_option = click.option("--rtol", type=_Tolerance(), default=None,
                            help="Relative tolerance for every output [default: by element type: 1e-4 for "
                                 "float32, 1e-2 float16, 6e-2 bfloat16].")
 model_input_options = [
@@ -119,6 +169,11 @@ model_input_options = [
 ]
 
 
+check_option = click.option("--no-check", is_flag=True,
+                            help="Skip the ONNX checker's full check of ONNX input models (for operators the "
+                                 "installed onnx does not know); tensor sizes and data locations are still checked.")
+
+
 def with_model_input_options(func):
     for option in reversed(model_input_options):
         func = option(func)
@@ -130,22 +185,26 @@ def with_model_input_options(func):
 @click.version_option(package_name="lrnconv")
 def main(debug: bool) -> None:
     """Find, rewrite and verify Local Response Normalization in legacy CNNs."""
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(name)s: %(message)s" if debug else "WARNING: %(message)s")
+    logging.captureWarnings(True)  # a library's RuntimeWarning is one logged line, not Python's noise
 
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--weights", type=click.Path(dir_okay=False), help="Caffe .caffemodel for a .prototxt MODEL.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def inspect(model: str, weights: Optional[str], as_json: bool) -> None:
+@check_option
+def inspect(model: str, weights: Optional[str], as_json: bool, no_check: bool) -> None:
     """List every LRN site of MODEL and what each strategy would do with it."""
-    loaded = _load(model, weights)
+    loaded = _load(model, weights, check=not no_check)
     with _about(model):
         inspection = inspect_model(loaded)
     if as_json:
-        click.echo(json.dumps(inspection.to_dict(model), indent=2))
+        click.echo(json_text(inspection.to_dict(model)))
     else:
         click.echo(inspection_text(model, inspection))
+    _echo_import_notes(model, loaded)
 
 
 def _preprocessing(mean: Optional[str], std: Optional[str], size: Optional[str], bgr: bool) -> ImagePreprocessing:
@@ -227,20 +286,28 @@ def with_image_options(func):
               help="decompose: window-sum formulation (default: the fastest measured).")
 @click.option("--power", type=click.Choice(POWERS), default=None,
               help="decompose: power formulation (default: the fastest measured).")
+@click.option("--drop-nonfinite", is_flag=True,
+              help="Leave calibration samples holding NaN or Inf out (and count them) instead of refusing the data.")
 @with_model_input_options
+@check_option
 def convert_command(model, output, weights, strategy, calib, mean, std, size, bgr, tolerance, samples,
-                    providers, atol, rtol, no_verify, report, in_place, window, power, input_shapes,
-                    input_values, reference_mode) -> None:
+                    providers, atol, rtol, no_verify, report, in_place, window, power, drop_nonfinite,
+                    input_shapes, input_values, reference_mode, no_check) -> None:
     """Rewrite every LRN of MODEL with a strategy, verify it, and save it to OUTPUT."""
+    if in_place and model.lower().endswith(CAFFE_SUFFIXES):
+        raise UsageError(f"{model}: --in-place replaces ONNX models only; a Caffe prototxt stays as it is "
+                         "(give -o OUT.onnx)")
     if output is None:
         if not in_place:
             raise UsageError("missing -o/--output (or pass --in-place to replace MODEL)")
         output = model
-    if not in_place and os.path.exists(output) and same_file(output, model):
+    if not in_place and os.path.exists(output) and os.path.exists(model) and same_file(output, model):
         raise UsageError(f"{output}: refusing to overwrite the input model; pass --in-place")
-    if in_place and weights is not None and same_file(output, model):
-        raise UsageError(f"{model}: --in-place cannot replace a Caffe prototxt with an ONNX model")
-    loaded = _load(model, weights)
+    guard = OutputGuard([weights, calib] + ([] if in_place else [model]))
+    for target in (output, report):
+        if target:
+            guard.check(target)
+    loaded = _load(model, weights, check=not no_check)
     shapes, values = _model_inputs(loaded, input_shapes, input_values)
     data = _samples(calib, loaded, samples, _preprocessing(mean, std, size, bgr), values)
     verify_options = None
@@ -252,18 +319,22 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
         result = convert(loaded, strategy, calibration=data, tolerance=_tolerance(tolerance),
                          verify=verify_options, inplace=True, options=options,
                          calibration_samples=samples or DEFAULT_CALIBRATION_SAMPLES, reference=reference_mode,
-                         input_shapes=shapes, input_values=values)
+                         input_shapes=shapes, input_values=values, drop_nonfinite=drop_nonfinite)
     if result.random_inputs:
         _random_inputs_warning(" and ".join(result.random_inputs))
-    save(result.model, output)
-    if report:
-        _write_json(report, result.to_dict(model, output))
+    replaces_input = in_place and os.path.exists(output) and os.path.abspath(output) == os.path.abspath(model)
+    written = not (replaces_input and not result.passed)
+    if written:  # the report lands first, the model right after it: both or neither
+        files = [(report, bytes_writer(json_text(result.to_dict(model, output)).encode()))] if report else []
+        write_files(files + [(output, model_writer(result.model))], guard)
     click.echo(records_text(result.sites))
     for note in result.notes:
         click.echo(f"note: {note}")
     if result.verify is not None:
         click.echo(report_text(result.verify, output, show_notes=False))
-    click.echo(f"wrote {output}")
+    click.echo(f"wrote {output}" if written else f"{model} was NOT replaced: verification did not pass (--in-place "
+                                                 "replaces the input only after a pass)")
+    _echo_import_notes(model, loaded)
     _exit_for(result.verify)
 
 
@@ -283,21 +354,25 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
 @click.option("--tolerance", help="Judge by task-level tolerance (e.g. top1=0.995,cosine=0.999) "
               "instead of --atol/--rtol.")
 @with_model_input_options
+@check_option
 def verify_command(reference, candidate, data, mean, std, size, bgr, samples, providers, atol, rtol,
-                   per_site, as_json, tolerance, input_shapes, input_values, reference_mode) -> None:
+                   per_site, as_json, tolerance, input_shapes, input_values, reference_mode, no_check) -> None:
     """Measure how far CANDIDATE's outputs drift from REFERENCE's in ONNX Runtime."""
-    ref = _load(reference)
-    cand = _load(candidate)
-    shapes, values = _model_inputs(ref, input_shapes, input_values)
+    ref = _load(reference, check=not no_check)
+    cand = _load(candidate, check=not no_check)
+    with _about(reference):
+        shapes, values = _model_inputs(ref, input_shapes, input_values)
     inputs = _samples(data, ref, samples, _preprocessing(mean, std, size, bgr), values)
-    with _about(candidate):
+    try:
         report = run_verify(ref, cand, inputs, _providers(providers), samples=samples or DEFAULT_SAMPLES,
                             input_shapes=shapes, input_values=values, reference_mode=reference_mode,
                             atol=atol, rtol=rtol, per_site=per_site, tolerance=_tolerance(tolerance))
+    except RunFailed as exc:
+        raise RunFailed(f"{reference if exc.role == 'reference' else candidate}: {exc}", exc.role) from None
     if data is None and not as_json:
         _random_inputs_warning("verifying")
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(json_text(report.to_dict()))
     else:
         click.echo(report_text(report, candidate))
     _exit_for(report)

@@ -91,7 +91,8 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
             stats: Optional[Mapping[str, SiteStats]] = None,
             calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES, reference: str = "native",
             input_shapes: Optional[Mapping[str, Tuple[int, ...]]] = None,
-            input_values: Optional[Mapping[str, np.ndarray]] = None) -> ConversionResult:
+            input_values: Optional[Mapping[str, np.ndarray]] = None,
+            drop_nonfinite: bool = False) -> ConversionResult:
     """Rewrite every LRN site of ``model`` with ``strategy``.
 
     Approximating strategies (``fold``, ``bn``, ``l2``, and ``auto``) fit their parameters
@@ -116,6 +117,7 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
             (the model as ONNX Runtime runs it) or ``exact`` (every LRN in float64).
         input_shapes: shapes of inputs with symbolic dims, for random samples.
         input_values: values of the inputs fed whole (an ``If`` condition, a trip count).
+        drop_nonfinite: leave calibration samples holding NaN or Inf out instead of refusing them.
 
     Raises:
         UsageError: unknown strategy.
@@ -126,6 +128,8 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
     sites = find_lrn(model)
     tolerance = tolerance or Tolerance()
     notes: List[str] = [] if sites else ["no LRN site found; the model is unchanged"]
+    notes += [f"LRN '{s.name}' has bias = 0 (LRN as an L2 norm): where a whole window of its input is zero "
+              "it computes 0/0, which is NaN" for s in sites if s.bias == 0]
     provider = verify.providers[0] if verify is not None and verify.providers else "cpu"
     needs_data = stats is None and needs_calibration(strategy, sites)
     runnable = None
@@ -143,7 +147,7 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
         if data is None:
             data, guessed = random_samples(model, calibration_samples, shapes=input_shapes, values=input_values)
             notes.extend(guessed)
-        fitted = calibrate(runnable, data, provider=provider)
+        fitted = calibrate(runnable, data, provider=provider, drop_nonfinite=drop_nonfinite)
         stats = fitted.stats
         notes.extend(fitted.notes)
     stats = dict(stats or {})

@@ -21,6 +21,15 @@ class UnsupportedModel(LrnConvError):
     """The model is well formed but holds something lrnconv cannot handle (named)."""
 
 
+class RunFailed(UnsupportedModel):
+    """ONNX Runtime cannot run one of the models compared; ``role`` says which ("reference" or
+    "candidate"), so that the one error line can name the right file."""
+
+    def __init__(self, message: str, role: str):
+        super().__init__(message)
+        self.role = role
+
+
 class InvalidSite(UnsupportedModel):
     """An LRN node whose attributes are illegal (missing or non-positive size, ...)."""
 

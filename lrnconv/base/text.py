@@ -7,6 +7,8 @@ reports show what the prototxt or the exporter wrote.
 from __future__ import annotations
 
 import enum
+import json
+import math
 from typing import Sequence
 
 import numpy as np
@@ -35,3 +37,23 @@ def float32_decimal(value: float) -> float:
 def shape_text(shape: Sequence[int]) -> str:
     """``(1, 3, 224, 224)``: a shape as the error messages write it."""
     return "(" + ", ".join(str(int(d)) for d in shape) + ")"
+
+
+def json_number(value):
+    """A float for standard JSON: finite as it is, non-finite as the strings 'inf', '-inf', 'nan'."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return json_number(value)
+
+
+def json_text(data) -> str:
+    """Standard JSON (no bare NaN or Infinity: non-finite numbers become 'nan', 'inf', '-inf')."""
+    return json.dumps(_json_safe(data), indent=2, allow_nan=False)

@@ -26,10 +26,9 @@ from .families import Family
 from .metadata import declared_sites
 from .patterns import torch_pattern_sites
 from .preserve import GraphPath, node_key, subgraph_attributes
+from .skeleton import weightless_copy
 
 ONNX_LRN_DEFAULTS = {"alpha": 1e-4, "beta": 0.75, "bias": 1.0}
-SHAPE_INFERENCE_INLINE_LIMIT = 1024
-"""Initializers with more elements than this are hidden from shape inference (shapes only)."""
 
 
 @dataclass(frozen=True)
@@ -109,34 +108,6 @@ class _TensorFacts:
     shape: Dict[str, List[Optional[int]]] = field(default_factory=dict)
 
 
-def _shape_skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A weightless copy of the model for shape inference: large initializers become inputs.
-
-    Shape inference copies the whole model; on a 240 MB AlexNet that doubles memory for
-    nothing, since only the shapes of large weights matter.
-    """
-    skeleton = onnx.ModelProto()
-    skeleton.ir_version = max(model.ir_version, 4)
-    skeleton.opset_import.extend(model.opset_import)
-    skeleton.functions.extend(model.functions)
-    graph = skeleton.graph
-    source = model.graph
-    graph.node.extend(source.node)
-    graph.output.extend(source.output)
-    graph.value_info.extend(source.value_info)
-    initializer_names = {t.name for t in source.initializer}
-    graph.input.extend(i for i in source.input if i.name not in initializer_names)
-    for tensor in source.initializer:
-        count = 1
-        for d in tensor.dims:
-            count *= d
-        if count <= SHAPE_INFERENCE_INLINE_LIMIT and tensor.data_location != onnx.TensorProto.EXTERNAL:
-            graph.initializer.append(tensor)
-        else:
-            graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
-    return skeleton
-
-
 def _collect_facts(graph: onnx.GraphProto, facts: _TensorFacts) -> None:
     for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
         tt = vi.type.tensor_type
@@ -157,32 +128,65 @@ def _collect_facts(graph: onnx.GraphProto, facts: _TensorFacts) -> None:
 def _infer_facts(model: onnx.ModelProto) -> _TensorFacts:
     facts = _TensorFacts()
     try:
-        inferred = onnx.shape_inference.infer_shapes(_shape_skeleton(model))
+        inferred = onnx.shape_inference.infer_shapes(weightless_copy(model))
     except Exception:  # inference is a convenience here; discovery works without it
         inferred = model
     _collect_facts(inferred.graph, facts)
     return facts
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    """An attribute's value; floats as the shortest decimal that is the stored float32."""
+def _attribute(node: onnx.NodeProto, name: str, kind: int, default, where: str):
+    """An LRN attribute of the type the ONNX spec gives it; floats as the stored float32's decimal.
+
+    Raises:
+        InvalidSite: the attribute has another type (a FLOAT size, a STRING alpha ...).
+    """
     for a in node.attribute:
         if a.name == name:
-            if a.type == onnx.AttributeProto.FLOAT:
-                return float32_decimal(a.f)
-            return onnx.helper.get_attribute_value(a)
+            if a.type != kind:
+                value = onnx.helper.get_attribute_value(a)
+                raise InvalidSite(f"{where} has {name}={value!r} as a {onnx.AttributeProto.AttributeType.Name(a.type)} "
+                                  f"attribute; {name} must be {onnx.AttributeProto.AttributeType.Name(kind)}")
+            return float32_decimal(a.f) if kind == onnx.AttributeProto.FLOAT else a.i
     return default
+
+
+def _validated(where: str, size, alpha: float, beta: float, bias: float) -> None:
+    """Refuse LRN parameters for which the layer is undefined or NaN.
+
+    The base ``bias + alpha/size * sum(x^2)`` must stay positive for every input: alpha and
+    bias may not be negative, and not both zero (bias 0 alone is LRN as an L2 norm: 0/0 only
+    where a whole window is zero).
+
+    Raises:
+        InvalidSite: naming the parameter, its value and what would be valid.
+    """
+    if size is None:
+        raise InvalidSite(f"{where} has no 'size' attribute (it is required)")
+    if int(size) != size or size <= 0:
+        raise InvalidSite(f"{where} has size={size}; size must be a positive integer")
+    for name, value in (("alpha", alpha), ("beta", beta), ("bias", bias)):
+        if not math.isfinite(value):
+            raise InvalidSite(f"{where} has {name}={value}; {name} must be a finite number")
+    if alpha < 0:
+        raise InvalidSite(f"{where} has alpha={alpha:g}; a negative alpha lets the base bias + alpha/size*sum(x^2) "
+                          "reach 0 and below (alpha must be >= 0)")
+    if bias < 0 or (bias == 0 and alpha == 0):
+        raise InvalidSite(f"{where} has bias={bias:g} with alpha={alpha:g}; the base bias + alpha/size*sum(x^2) "
+                          "would reach 0 and below (bias must be > 0, or 0 with alpha > 0)")
 
 
 def _site_from_node(node: onnx.NodeProto, path: GraphPath, facts: _TensorFacts,
                     producers: Dict[str, str], consumers: Dict[str, List[str]],
                     caffe: Dict[str, dict]) -> LrnSite:
     name = node.name or f"LRN({node.output[0]})"
-    size = _attr(node, "size")
-    if size is None:
-        raise InvalidSite(f"LRN node '{name}' has no 'size' attribute (it is required)")
-    if size <= 0:
-        raise InvalidSite(f"LRN node '{name}' has size={size}; size must be a positive integer")
+    where = f"LRN node '{name}'"
+    floats = onnx.AttributeProto.FLOAT
+    size = _attribute(node, "size", onnx.AttributeProto.INT, None, where)
+    alpha = _attribute(node, "alpha", floats, ONNX_LRN_DEFAULTS["alpha"], where)
+    beta = _attribute(node, "beta", floats, ONNX_LRN_DEFAULTS["beta"], where)
+    bias = _attribute(node, "bias", floats, ONNX_LRN_DEFAULTS["bias"], where)
+    _validated(where, size, alpha, beta, bias)
     x = node.input[0]
     shape = facts.shape.get(x)
     declared = caffe.get(node.name, {})
@@ -190,9 +194,9 @@ def _site_from_node(node: onnx.NodeProto, path: GraphPath, facts: _TensorFacts,
         name=name,
         family=Family(declared.get("family", Family.ONNX)),
         size=int(size),
-        alpha=float(_attr(node, "alpha", ONNX_LRN_DEFAULTS["alpha"])),
-        beta=float(_attr(node, "beta", ONNX_LRN_DEFAULTS["beta"])),
-        bias=float(_attr(node, "bias", ONNX_LRN_DEFAULTS["bias"])),
+        alpha=float(alpha),
+        beta=float(beta),
+        bias=float(bias),
         input=x,
         output=node.output[0],
         channels=shape[1] if shape is not None and len(shape) > 1 else None,
@@ -230,6 +234,8 @@ def _walk(graph: onnx.GraphProto, path: GraphPath, facts: _TensorFacts,
 
 
 def _declared_site(declared: dict, path: GraphPath, facts: _TensorFacts, producers, consumers) -> LrnSite:
+    _validated(f"LRN '{declared['name']}' ({declared['family']})", declared["size"], float(declared["alpha"]),
+               float(declared["beta"]), float(declared.get("bias", 1.0)))
     x = declared["input"]
     shape = facts.shape.get(x)
     return LrnSite(

@@ -26,6 +26,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from ..base.text import json_number
+
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-4
 TYPE_TOLERANCES: Dict[str, Tuple[float, float]] = {
@@ -40,13 +42,6 @@ TYPE_TOLERANCES: Dict[str, Tuple[float, float]] = {
 def default_tolerance(dtype) -> Tuple[float, float]:
     """(atol, rtol) for outputs of this numpy dtype (float32's for anything not listed)."""
     return TYPE_TOLERANCES.get(np.dtype(dtype).name, TYPE_TOLERANCES["float32"])
-
-
-def json_number(value):
-    """A float for standard JSON: finite as it is, non-finite as the strings 'inf', '-inf', 'nan'."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
 
 
 @dataclass(frozen=True)

@@ -50,15 +50,24 @@ def split_halves(samples: Samples) -> Tuple[Samples, Samples]:
     return samples.halves()
 
 
-def calibrate(reference: RunnableReference, samples: Samples, *, provider: str = "cpu") -> Calibration:
+def calibrate(reference: RunnableReference, samples: Samples, *, provider: str = "cpu",
+              drop_nonfinite: bool = False) -> Calibration:
     """Fit statistics for every main-graph site on half the samples; keep the other half.
 
     Args:
         reference: the original model and its sites, as ONNX Runtime can run them.
         samples: the data (``lrnconv.runtime.inputs.array_samples`` or ``random_samples``).
         provider: where to run the calibration session.
+        drop_nonfinite: leave out samples holding NaN or Inf instead of refusing the data.
+
+    Raises:
+        BadInput: fewer than 2 samples, or a sample with NaN or Inf (unless dropped).
     """
     notes: List[str] = []
+    if not samples.random:
+        samples, dropped = samples.finite(drop_nonfinite)
+        if dropped:
+            notes.append(f"{dropped} sample(s) of {samples.origin} held NaN or Inf and were left out")
     if samples.random:
         notes.append(f"NO CALIBRATION DATA: fitted and evaluated on {samples.description}; approximations "
                      "fitted this way may be far off on real data")

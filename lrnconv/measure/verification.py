@@ -28,9 +28,10 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import onnx
 
-from ..base.errors import UnsupportedModel
+from ..base.errors import RunFailed
 from ..graph.sites import LrnSite, find_lrn
-from ..maths.drift import Drift, DriftMeter, Tolerance, default_tolerance, json_number
+from ..base.text import json_number
+from ..maths.drift import Drift, DriftMeter, Tolerance, default_tolerance
 from ..maths.reference import lrn_onnx
 from ..runtime.inputs import Samples, array_samples, input_specs, random_samples, rows_per_run
 from ..runtime.providers import resolve_providers, short_name
@@ -186,12 +187,13 @@ def _exact_site(site: LrnSite, x: np.ndarray) -> np.ndarray:
         return lrn_onnx(np.asarray(x, np.float64), site.size, alpha=site.alpha, beta=site.beta, bias=site.bias)
 
 
-def _run(session: Session, chunk, outputs: Sequence[str], what: str) -> Dict[str, np.ndarray]:
+def _run(session: Session, chunk, outputs: Sequence[str], role: str) -> Dict[str, np.ndarray]:
     try:
         return session.run_chunk(chunk, outputs)
     except RuntimeRefused as refusal:
-        raise UnsupportedModel(f"ONNX Runtime failed running {what} on {short_name(session.provider)}: "
-                               f"{refusal}") from None
+        what = "the reference model" if role == "reference" else "the converted model"
+        raise RunFailed(f"ONNX Runtime failed running {what} on {short_name(session.provider)}: {refusal}",
+                        role) from None
 
 
 def verify_against(reference: RunnableReference, candidate: onnx.ModelProto, samples: Samples,
@@ -214,8 +216,8 @@ def verify_against(reference: RunnableReference, candidate: onnx.ModelProto, sam
 
     Raises:
         ProviderUnavailable: a provider is missing or ONNX Runtime silently replaced it.
-        UnsupportedModel: the candidate lacks an output of the reference, or ONNX Runtime cannot
-            run the reference at all.
+        RunFailed: the candidate lacks an output of the reference, or ONNX Runtime cannot run the
+            reference (``role`` says which model).
     """
     resolved = resolve_providers(providers)
     notes: List[str] = []
@@ -226,8 +228,8 @@ def verify_against(reference: RunnableReference, candidate: onnx.ModelProto, sam
     candidate_outputs = [o.name for o in candidate.graph.output]
     missing = [o for o in outputs if o not in candidate_outputs]
     if missing:
-        raise UnsupportedModel(f"the converted model has no output {missing[0]!r} (its outputs: "
-                               f"{', '.join(candidate_outputs)}); it must keep the original's output names")
+        raise RunFailed(f"the converted model has no output {missing[0]!r} (its outputs: "
+                        f"{', '.join(candidate_outputs)}); it must keep the original's output names", "candidate")
     tolerances = {}
     for o in reference_outputs:
         type_atol, type_rtol = default_tolerance(onnx.helper.tensor_dtype_to_np_dtype(
@@ -268,7 +270,7 @@ def verify_against(reference: RunnableReference, candidate: onnx.ModelProto, sam
         floor_meters = meters([s.output for s in floors])
         noise_meters = meters(outputs) if cpu is not None else {}
         for chunk in samples.chunks(rows, pad):
-            expected = _run(session, chunk, want, "the reference model")
+            expected = _run(session, chunk, want, "reference")
             try:
                 got = cand_session.run_chunk(chunk, cand_want)
             except RuntimeRefused as refusal:
@@ -282,7 +284,7 @@ def verify_against(reference: RunnableReference, candidate: onnx.ModelProto, sam
             for site in floors:
                 floor_meters[site.output].update(expected[site.output], _exact_site(site, expected[site.input]))
             if cpu is not None:
-                on_cpu = _run(cpu, chunk, outputs, "the reference model")
+                on_cpu = _run(cpu, chunk, outputs, "reference")
                 for o in outputs:
                     noise_meters[o].update(expected[o], on_cpu[o])
         if short_name(provider) in unverifiable:
@@ -314,8 +316,8 @@ def _compare_with_exact(reference: RunnableReference, cand_session: Session, sam
     exact = reference.exact_session(cand_session.provider, outputs)
     exact_meters = meters(outputs)
     for chunk in samples.chunks(rows, pad):
-        expected = _run(exact, chunk, outputs, "the exact reference")
-        got = _run(cand_session, chunk, outputs, "the converted model")
+        expected = _run(exact, chunk, outputs, "reference")
+        got = _run(cand_session, chunk, outputs, "candidate")
         for o in outputs:
             exact_meters[o].update(got[o], expected[o])
     drift.exact_outputs = {o: m.result() for o, m in exact_meters.items()}

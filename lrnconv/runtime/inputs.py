@@ -5,8 +5,8 @@ Every graph input has a *batch contract*, read from its declared shape (``InputS
 * **batched, dynamic** — the leading dim is symbolic (``N``) or unknown: any number of rows;
 * **batched, fixed at N** — a fixed leading dim on a tensor of rank >= 2 (zoo exports say 1,
   PyTorch exports the example's batch): exactly N rows per run;
-* **whole** — rank 0 (an ``If`` condition, a ``Loop`` trip count), or a rank-1 tensor of fixed
-  length (a shape): not batched at all, fed as it is to every run, never sliced.
+* **whole** — rank 0 (an ``If`` condition, a ``Loop`` trip count), or a rank-1 tensor of a fixed
+  length or of integers (a shape): not batched at all, fed as it is to every run, never sliced.
 
 ``Samples`` are the batched inputs sample by sample (from arrays, memory-mapped ``.npy``
 included, or drawn at random one sample at a time from a per-sample seed, so the same seed
@@ -56,12 +56,12 @@ class InputSpec:
 
     @property
     def batched(self) -> bool:
-        """True unless the input is rank 0 or a fixed-length rank-1 tensor (fed whole)."""
+        """True unless the input is rank 0, or rank 1 of a fixed length or of integers (fed whole)."""
         if self.dims is None:
             return True
         if len(self.dims) == 0:
             return False
-        return not (len(self.dims) == 1 and isinstance(self.dims[0], int))
+        return not (len(self.dims) == 1 and (isinstance(self.dims[0], int) or self.dtype.kind in "iub"))
 
     @property
     def fixed_batch(self) -> Optional[int]:
@@ -120,6 +120,7 @@ class Samples:
         kind: what they are, for reports ("given samples", "seeded random samples ...").
         random: True when drawn at random for want of data.
         rows_hint: rows per run asked for (``--input-shapes``' leading dim), for dynamic batches.
+        origin: where they come from (a data file's path), for error messages.
     """
 
     count: int
@@ -128,6 +129,7 @@ class Samples:
     kind: str
     random: bool = False
     rows_hint: Optional[int] = None
+    origin: str = "data"
 
     @property
     def description(self) -> str:
@@ -142,7 +144,47 @@ class Samples:
         stop = min(stop, self.count)
         source = self.source
         return Samples(stop - start, lambda a, b: source(start + a, start + b), self.whole, self.kind,
-                       self.random, self.rows_hint)
+                       self.random, self.rows_hint, self.origin)
+
+    def finite(self, drop: bool = False, step: int = DEFAULT_ROWS) -> Tuple["Samples", int]:
+        """The samples whose every batched value is finite, read once chunk by chunk.
+
+        Args:
+            drop: leave out samples holding NaN or Inf (and count them). Defaults to False:
+                refuse them.
+
+        Returns:
+            (the finite samples, how many were dropped).
+
+        Raises:
+            BadInput: a sample holds NaN or Inf and ``drop`` is False (the first one is named).
+        """
+        keep: List[int] = []
+        for start in range(0, self.count, step):
+            rows = self.source(start, min(start + step, self.count))
+            good = np.ones(min(step, self.count - start), bool)
+            for name, array in rows.items():
+                if array.dtype.kind != "f":
+                    continue
+                bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+                if bad.any() and not drop:
+                    raise BadInput(f"{self.origin}: sample {start + int(np.argmax(bad))} of input '{name}' holds "
+                                   "NaN or Inf; calibration needs finite data (--drop-nonfinite leaves such "
+                                   "samples out)")
+                good &= ~bad
+            keep.extend(start + int(i) for i in np.flatnonzero(good))
+        dropped = self.count - len(keep)
+        if not dropped:
+            return self, 0
+        if not keep:
+            raise BadInput(f"{self.origin}: every sample holds NaN or Inf")
+        source, chosen = self.source, np.asarray(keep)
+
+        def finite_rows(start: int, stop: int) -> Dict[str, np.ndarray]:
+            picked = [source(int(i), int(i) + 1) for i in chosen[start:stop]]
+            return {name: np.concatenate([p[name] for p in picked]) for name in picked[0]} if picked else {}
+
+        return Samples(len(keep), finite_rows, self.whole, self.kind, self.random, self.rows_hint, self.origin), dropped
 
     def halves(self) -> Tuple["Samples", "Samples"]:
         """(first half, second half); the first takes the odd sample."""
@@ -378,4 +420,4 @@ def array_samples(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray], *,
     def source(start: int, stop: int) -> Dict[str, np.ndarray]:
         return {name: _as_input(array[start:stop], spec) for name, (array, spec) in batched.items()}
 
-    return Samples(count, source, whole, "given samples")
+    return Samples(count, source, whole, "given samples", origin=what)

@@ -19,7 +19,7 @@ from typing import Dict, Optional, Sequence, Set
 
 import onnx
 
-from ..base.errors import UnsupportedModel, UsageError
+from ..base.errors import RunFailed, UsageError
 from ..engine.plan import rewrite, uniform_plan
 from ..graph.sites import LrnSite
 from ..passes.decompose import decompose
@@ -69,7 +69,7 @@ class RunnableReference:
                 find the refusals ONNX Runtime only raises at run time.
 
         Raises:
-            UnsupportedModel: ONNX Runtime cannot run even the exact model.
+            RunFailed: ONNX Runtime cannot run even the exact model.
         """
         if self.mode == "native" and provider not in self._refusals:
             try:
@@ -81,8 +81,8 @@ class RunnableReference:
                 return session
             except RuntimeRefused as refusal:
                 if not self.has_native_lrn:
-                    raise UnsupportedModel(f"ONNX Runtime cannot run the reference model on {provider}: "
-                                           f"{refusal}") from None
+                    raise RunFailed(f"ONNX Runtime cannot run the reference model on {provider}: {refusal}",
+                                    "reference") from None
                 self._refusals[provider] = str(refusal)
         return self.exact_session(provider, expose)
 
@@ -90,12 +90,13 @@ class RunnableReference:
         """A session of the exact model (every LRN in float64).
 
         Raises:
-            UnsupportedModel: ONNX Runtime cannot run it.
+            RunFailed: ONNX Runtime cannot run it.
         """
         try:
             return create_session(self.exact_model(), provider, expose)
         except RuntimeRefused as again:
-            raise UnsupportedModel(f"ONNX Runtime cannot run the reference model on {provider}: {again}") from None
+            raise RunFailed(f"ONNX Runtime cannot run the reference model on {provider}: {again}",
+                            "reference") from None
 
     def note(self, provider: str) -> Optional[str]:
         """What the reference on ``provider`` is, when it is not the model as ONNX Runtime runs it."""
