@@ -9,23 +9,41 @@
 The package is layered, bottom up, each layer importing only from those below: ``base``
 (errors, the write path) → ``maths`` → ``graph`` → ``formats`` and ``models`` → ``engine`` and
 ``passes`` → ``runtime`` → ``measure`` → ``app`` (conversion, inspection, zoo, CLI). This module
-is the public API, gathered from all of them.
+is the public API, gathered from all of them. Its names are loaded on first use (PEP 562), so
+``import lrnconv`` and the command's start-up stay light, and a Ctrl-C while the command starts
+is still handled as one line.
 """
-from .app.conversion import ConversionResult, VerifyOptions, convert, strategies
-from .app.inspection import Inspection, inspect
-from .base.errors import (BadInput, InvalidSite, LrnConvError, OutputError, ProviderUnavailable,
-                          UnsupportedModel, UsageError)
-from .engine.plan import rewrite, rewrite_graph
-from .engine.protocol import SiteRecord, Status, Verdict
-from .formats.modelio import load, save
-from .graph.families import Family
-from .graph.sites import LrnSite, find_lrn
-from .maths.drift import Drift, Tolerance, compare
-from .measure.verification import DriftReport, verify
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["load", "save", "find_lrn", "inspect", "convert", "verify", "rewrite", "rewrite_graph",
-           "strategies", "LrnSite", "Family", "Inspection", "SiteRecord", "Status", "Verdict",
-           "ConversionResult", "VerifyOptions", "DriftReport", "Drift", "Tolerance", "compare",
-           "LrnConvError", "BadInput", "InvalidSite", "UnsupportedModel", "ProviderUnavailable",
-           "UsageError", "OutputError"]
+
+_API = {
+    "lrnconv.app.conversion": ("ConversionResult", "VerifyOptions", "convert", "strategies"),
+    "lrnconv.app.inspection": ("Inspection", "inspect"),
+    "lrnconv.base.errors": ("BadInput", "InvalidSite", "LrnConvError", "OutputError", "ProviderUnavailable",
+                            "RunFailed", "UnsupportedModel", "UsageError"),
+    "lrnconv.engine.plan": ("rewrite", "rewrite_graph"),
+    "lrnconv.engine.protocol": ("SiteRecord", "Status", "Verdict"),
+    "lrnconv.formats.modelio": ("load", "save"),
+    "lrnconv.graph.families": ("Family",),
+    "lrnconv.graph.sites": ("LrnSite", "find_lrn"),
+    "lrnconv.maths.drift": ("Drift", "Tolerance", "compare"),
+    "lrnconv.measure.verification": ("DriftReport", "verify"),
+}
+_HOME = {name: module for module, names in _API.items() for name in names}
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lrnconv' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_HOME))

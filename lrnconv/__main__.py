@@ -1,4 +1,4 @@
 """python -m lrnconv: the same as the lrnconv command."""
-from .app.cli import main
+from .app.entry import main
 
 main()

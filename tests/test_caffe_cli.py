@@ -12,6 +12,7 @@ from click.testing import CliRunner
 import lrnconv
 from lrnconv.formats.caffe import CaffeNetBuilder, write_caffemodel, write_prototxt
 from lrnconv.app.cli import main
+from lrnconv.runtime.sessions import create_session
 from lrnconv.maths.reference import lrn_caffe_across, lrn_caffe_within
 
 
@@ -63,7 +64,7 @@ def test_keep_is_a_plain_import_matching_caffe_semantics(caffe_files, tmp_path):
     x = np.random.default_rng(1).uniform(-128, 128, (2, 3, 12, 12)).astype(np.float32)
     relu_output = {s.name: s.input for s in lrnconv.find_lrn(model)}["norm1"]  # in-place ReLU, renamed
     wanted = [relu_output, "norm1", "norm2"]
-    got = lrnconv.runtime.sessions.create_session(model, "CPUExecutionProvider", wanted).run({"data": x}, wanted)
+    got = create_session(model, "CPUExecutionProvider", wanted).run({"data": x}, wanted)
     relu = got[relu_output].astype(np.float64)
     assert relu.min() == 0
     across = lrn_caffe_across(relu, 5, 1e-3, 0.75, 2.0)

@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 import lrnconv
 from lrnconv.app.cli import main
 from lrnconv.maths.reference import lrn_onnx
+from lrnconv.runtime.inputs import random_inputs
 
 from conftest import lrn_model, lrn_scale_inputs, max_rel, run
 
@@ -272,7 +273,7 @@ def test_a_model_that_outputs_nan_never_passes(tmp_path):
     result, report, _ = convert(tmp_path, nan_model(tmp_path), "decompose", "--samples", 4)
     assert result.exit_code == 1
     drift = report["verify"]["providers"]["cpu"]["outputs"]["log"]
-    x = lrnconv.runtime.inputs.random_inputs(onnx.load(str(tmp_path / "nan.onnx")), 4)["x"]
+    x = random_inputs(onnx.load(str(tmp_path / "nan.onnx")), 4)["x"]
     negative = int(np.sum(x < 0))  # log of the LRN output is NaN exactly where x < 0 (and -inf at 0)
     assert drift["nonfinite"] == negative + int(np.sum(x == 0)) and not drift["passed"]
     assert drift["first_nonfinite"] == list(np.unravel_index(int(np.argmax(x <= 0)), x.shape))

@@ -19,7 +19,8 @@ from typing import Iterator, Optional
 
 import click
 
-from ..base.errors import LrnConvError, RunFailed, UnsupportedModel, UsageError
+from ..base.errors import (EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_INTERRUPTED, EXIT_NOT_VERIFIABLE, EXIT_TERMINATED,
+                           LrnConvError, RunFailed, Terminated, UnsupportedModel, UsageError, raise_terminated)
 from ..base.files import OutputGuard, bytes_writer, same_file, write_files
 from ..base.text import json_text
 from ..formats.modelio import CAFFE_SUFFIXES, load, model_writer
@@ -37,27 +38,13 @@ from .inspection import inspect as inspect_model
 from .render import inspection_text, records_text, report_text
 from .zoo import builtin_items, folder_items, parse_shard, run_zoo
 
-EXIT_DRIFT = 1
-EXIT_BAD_INPUT = 2
-EXIT_NOT_VERIFIABLE = 3
-"""The model was written but ONNX Runtime cannot run it on a provider, so nothing was verified."""
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
-
-
-class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that every write in progress cleans up after itself."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
 
 
 class _Cli(click.Group):
     """Library errors and usage errors as one stderr line and exit 2; SIGINT 130, SIGTERM 143."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
@@ -66,7 +53,7 @@ class _Cli(click.Group):
         except click.exceptions.Abort:
             click.echo("lrnconv: interrupted; nothing was left half-written", err=True)
             code = EXIT_INTERRUPTED
-        except _Terminated:
+        except Terminated:
             click.echo("lrnconv: terminated; nothing was left half-written", err=True)
             code = EXIT_TERMINATED
         finally:
@@ -304,9 +291,7 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
     if not in_place and os.path.exists(output) and os.path.exists(model) and same_file(output, model):
         raise UsageError(f"{output}: refusing to overwrite the input model; pass --in-place")
     guard = OutputGuard([weights, calib] + ([] if in_place else [model]))
-    for target in (output, report):
-        if target:
-            guard.check(target)
+    guard.check_all([t for t in (report, output) if t])
     loaded = _load(model, weights, check=not no_check)
     shapes, values = _model_inputs(loaded, input_shapes, input_values)
     data = _samples(calib, loaded, samples, _preprocessing(mean, std, size, bgr), values)
@@ -320,13 +305,13 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
                          verify=verify_options, inplace=True, options=options,
                          calibration_samples=samples or DEFAULT_CALIBRATION_SAMPLES, reference=reference_mode,
                          input_shapes=shapes, input_values=values, drop_nonfinite=drop_nonfinite)
-    if result.random_inputs:
-        _random_inputs_warning(" and ".join(result.random_inputs))
     replaces_input = in_place and os.path.exists(output) and os.path.abspath(output) == os.path.abspath(model)
     written = not (replaces_input and not result.passed)
     if written:  # the report lands first, the model right after it: both or neither
         files = [(report, bytes_writer(json_text(result.to_dict(model, output)).encode()))] if report else []
         write_files(files + [(output, model_writer(result.model))], guard)
+    if result.random_inputs:
+        _random_inputs_warning(" and ".join(result.random_inputs))
     click.echo(records_text(result.sites))
     for note in result.notes:
         click.echo(f"note: {note}")

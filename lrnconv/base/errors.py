@@ -7,10 +7,20 @@ Messages name the file, node or layer, the value seen and what would be valid.
 """
 
 
+EXIT_DRIFT = 1
+"""A verification over tolerance (or a zoo model that failed)."""
+EXIT_BAD_INPUT = 2
+"""Bad input or usage: one line on stderr, nothing written."""
+EXIT_NOT_VERIFIABLE = 3
+"""The model was written but ONNX Runtime cannot run it on a provider, so nothing was verified."""
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
 class LrnConvError(Exception):
     """Base class of every error lrnconv raises on purpose."""
 
-    exit_code = 2
+    exit_code = EXIT_BAD_INPUT
 
 
 class BadInput(LrnConvError):
@@ -44,3 +54,12 @@ class UsageError(LrnConvError):
 
 class OutputError(LrnConvError):
     """The output path cannot be written."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every write in progress cleans up after itself."""
+
+
+def raise_terminated(signum, frame) -> None:
+    """A SIGTERM handler: turn the signal into ``Terminated``."""
+    raise Terminated()

@@ -77,6 +77,15 @@ class OutputGuard:
             if os.path.lexists(target) and os.path.exists(source) and same_file(target, source):
                 raise OutputError(f"{target}: is an input of this command ('{source}'); refusing to overwrite it")
 
+    def check_all(self, targets: Sequence[str]) -> None:
+        """``check`` every target, and refuse two targets that are the same file."""
+        for i, target in enumerate(targets):
+            self.check(target)
+            for other in targets[:i]:
+                if os.path.abspath(other) == os.path.abspath(target) or (
+                        os.path.exists(target) and os.path.exists(other) and same_file(other, target)):
+                    raise OutputError(f"{target}: two outputs of this command would be the same file")
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -169,12 +178,7 @@ class _Stage:
 @contextlib.contextmanager
 def _staging(targets: Sequence[str], guard: OutputGuard) -> Iterator[List[_Stage]]:
     """Stages for the targets; on a clean exit they are placed in order, all or none."""
-    for i, target in enumerate(targets):
-        guard.check(target)
-        for other in targets[:i]:
-            if os.path.abspath(other) == os.path.abspath(target) or (
-                    os.path.exists(target) and os.path.exists(other) and same_file(other, target)):
-                raise OutputError(f"{target}: two outputs of this command would be the same file")
+    guard.check_all(targets)
     stages: List[_Stage] = []
     placed: List[_Stage] = []
     try:

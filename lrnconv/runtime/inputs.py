@@ -66,7 +66,7 @@ class InputSpec:
     @property
     def fixed_batch(self) -> Optional[int]:
         """N when the model only accepts N rows per run, else None."""
-        if self.batched and self.dims and isinstance(self.dims[0], int):
+        if self.batched and self.dims and isinstance(self.dims[0], int) and self.dims[0] > 0:
             return self.dims[0]
         return None
 
@@ -86,7 +86,7 @@ def input_specs(model: onnx.ModelProto) -> List[InputSpec]:
         tensor = vi.type.tensor_type
         dims: Optional[Tuple[Dim, ...]] = None
         if tensor.HasField("shape"):
-            dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None)
+            dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
                          for d in tensor.shape.dim)
         specs.append(InputSpec(vi.name, tensor.elem_type, dims))
     return specs
@@ -286,6 +286,9 @@ def _sample_shape(spec: InputSpec, shapes: Mapping[str, Tuple[int, ...]]) -> Tup
         raise BadInput(f"input {spec.describe()} has no declared shape; give it with "
                        f"--input-shapes {spec.name}:N,C,H,W or pass real data")
     inner = spec.dims[1:]
+    if 0 in inner:
+        raise BadInput(f"input {spec.describe()} has a zero-sized dimension {inner.index(0) + 1}: it holds no data "
+                       "and cannot be fed")
     symbolic = [(i + 1, d) for i, d in enumerate(inner) if not isinstance(d, int)]
     if symbolic:
         axis, name = symbolic[0]
