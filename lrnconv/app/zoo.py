@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..base.errors import LrnConvError, UsageError
-from ..base.files import write_text
+from ..base.files import is_staging, write_text
 from ..formats.modelio import load, save
 from ..models import BUILTIN, build
 from ..passes import REGISTRY
@@ -52,7 +52,8 @@ def folder_items(root: str) -> List[ZooItem]:
     if not os.path.isdir(root):
         raise UsageError(f"{root}: not a folder")
     items = []
-    for folder, _, files in os.walk(root):
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if not is_staging(d))  # a killed run's half-written files
         for file in sorted(files):
             stem, ext = os.path.splitext(file)
             if ext.lower() not in (".onnx", ".prototxt"):
