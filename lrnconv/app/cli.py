@@ -19,14 +19,16 @@ from typing import Iterator, Optional
 
 import click
 
+from .. import __version__
 from ..base.errors import (EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_INTERRUPTED, EXIT_NOT_VERIFIABLE, EXIT_TERMINATED,
                            LrnConvError, RunFailed, Terminated, UnsupportedModel, UsageError, raise_terminated)
 from ..base.files import OutputGuard, bytes_writer, same_file, write_files
 from ..base.text import json_text
 from ..formats.modelio import CAFFE_SUFFIXES, load, model_writer
 from ..graph.metadata import import_notes
-from ..maths.drift import Tolerance
+from ..maths.drift import ERROR_STATS, Tolerance
 from ..measure.calibration import DEFAULT_CALIBRATION_SAMPLES
+from ..measure.golden import GoldenRecorder, golden_writer, load_golden
 from ..measure.verification import DEFAULT_SAMPLES, verify as run_verify
 from ..passes import REGISTRY
 from ..passes.decompose import POWERS, WINDOWS
@@ -118,30 +120,44 @@ def _random_inputs_warning(doing: str) -> None:
 
 
 class _Tolerance(click.ParamType):
-    """A finite number >= 0 (NaN, Inf and negatives would pass anything or nothing)."""
+    """A finite number >= 0 for every output (``1e-5``) or one output (``prob:1e-4``, Polygraphy's
+    spelling); NaN, Inf and negatives would pass anything or nothing."""
 
-    name = "number"
+    name = "[NAME:]NUMBER"
 
     def convert(self, value, param, ctx):
+        name, sep, text = str(value).rpartition(":")
         try:
-            number = float(value)
+            number = float(text)
         except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
+            self.fail(f"{value!r} is not a number (give NUMBER or OUTPUT:NUMBER)", param, ctx)
         if not math.isfinite(number) or number < 0:
             self.fail(f"{value!r} must be a finite number >= 0", param, ctx)
-        return number
+        return (name if sep else "", number)
+
+
+def _per_output(values):
+    """The repeated --atol/--rtol values as one tolerance, or per output name ("" for the others)."""
+    if not values:
+        return None
+    given = dict(values)
+    return given[""] if list(given) == [""] else given
 
 
 providers_option = click.option("--providers", default="cpu", show_default=True,
                                 help="Comma-separated: cpu, cuda or full ONNX Runtime provider names.")
 samples_option = click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES,
                               show_default=True, help="Random inputs to verify on (or data samples to use).")
-atol_option = click.option("--atol", type=_Tolerance(), default=None,
-                           help="Absolute tolerance for every output [default: by element type: 1e-5 for "
-                                "float32, 1e-3 float16, 1e-2 bfloat16].")
-rtol_option = click.option("--rtol", type=_Tolerance(), default=None,
-                           help="Relative tolerance for every output [default: by element type: 1e-4 for "
-                                "float32, 1e-2 float16, 6e-2 bfloat16].")
+atol_option = click.option("--atol", type=_Tolerance(), multiple=True,
+                           help="Absolute tolerance, for every output or OUTPUT:NUMBER for one (repeatable) "
+                                "[default: by element type: 1e-5 for float32, 1e-3 float16, 1e-2 bfloat16].")
+rtol_option = click.option("--rtol", type=_Tolerance(), multiple=True,
+                           help="Relative tolerance, for every output or OUTPUT:NUMBER for one (repeatable) "
+                                "[default: by element type: 1e-4 for float32, 1e-2 float16, 6e-2 bfloat16].")
+error_stat_option = click.option("--check-error-stat", "error_stat", type=click.Choice(ERROR_STATS),
+                                 default="elemwise", show_default=True,
+                                 help="What --atol/--rtol judge: every element (numpy allclose), or the max, "
+                                      "mean or median error (Polygraphy's check_error_stat).")
 model_input_options = [
     click.option("--input-shapes", "input_shapes", multiple=True, metavar="NAME:D0,D1,...",
                  help="Shape of an input with symbolic dims, for random samples (e.g. data:1,3,224,224; "
@@ -273,13 +289,14 @@ def with_image_options(func):
               help="decompose: window-sum formulation (default: the fastest measured).")
 @click.option("--power", type=click.Choice(POWERS), default=None,
               help="decompose: power formulation (default: the fastest measured).")
+@error_stat_option
 @click.option("--drop-nonfinite", is_flag=True,
               help="Leave calibration samples holding NaN or Inf out (and count them) instead of refusing the data.")
 @with_model_input_options
 @check_option
 def convert_command(model, output, weights, strategy, calib, mean, std, size, bgr, tolerance, samples,
-                    providers, atol, rtol, no_verify, report, in_place, window, power, drop_nonfinite,
-                    input_shapes, input_values, reference_mode, no_check) -> None:
+                    providers, atol, rtol, no_verify, report, in_place, window, power, error_stat,
+                    drop_nonfinite, input_shapes, input_values, reference_mode, no_check) -> None:
     """Rewrite every LRN of MODEL with a strategy, verify it, and save it to OUTPUT."""
     if in_place and model.lower().endswith(CAFFE_SUFFIXES):
         raise UsageError(f"{model}: --in-place replaces ONNX models only; a Caffe prototxt stays as it is "
@@ -297,8 +314,8 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
     data = _samples(calib, loaded, samples, _preprocessing(mean, std, size, bgr), values)
     verify_options = None
     if not no_verify:
-        verify_options = VerifyOptions(providers=_providers(providers),
-                                       samples=samples or DEFAULT_SAMPLES, atol=atol, rtol=rtol)
+        verify_options = VerifyOptions(providers=_providers(providers), samples=samples or DEFAULT_SAMPLES,
+                                       atol=_per_output(atol), rtol=_per_output(rtol), error_stat=error_stat)
     options = {k: v for k, v in (("window", window), ("power", power)) if v}
     with _about(model):
         result = convert(loaded, strategy, calibration=data, tolerance=_tolerance(tolerance),
@@ -338,23 +355,44 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--tolerance", help="Judge by task-level tolerance (e.g. top1=0.995,cosine=0.999) "
               "instead of --atol/--rtol.")
+@error_stat_option
+@click.option("--save-outputs", type=click.Path(dir_okay=False),
+              help="Keep the samples and the reference's outputs (first provider) in this .npz, to compare against later.")
+@click.option("--load-outputs", type=click.Path(dir_okay=False),
+              help="Compare CANDIDATE against the outputs in this .npz (saved with --save-outputs, or produced by "
+                   "the original framework) instead of running REFERENCE.")
 @with_model_input_options
 @check_option
 def verify_command(reference, candidate, data, mean, std, size, bgr, samples, providers, atol, rtol,
-                   per_site, as_json, tolerance, input_shapes, input_values, reference_mode, no_check) -> None:
+                   per_site, as_json, tolerance, error_stat, save_outputs, load_outputs, input_shapes,
+                   input_values, reference_mode, no_check) -> None:
     """Measure how far CANDIDATE's outputs drift from REFERENCE's in ONNX Runtime."""
+    if load_outputs and data:
+        raise UsageError("--load-outputs brings its own samples; give --data or --load-outputs, not both")
+    guard = OutputGuard([reference, candidate, data, load_outputs])
+    if save_outputs:
+        guard.check(save_outputs)
     ref = _load(reference, check=not no_check)
     cand = _load(candidate, check=not no_check)
     with _about(reference):
         shapes, values = _model_inputs(ref, input_shapes, input_values)
     inputs = _samples(data, ref, samples, _preprocessing(mean, std, size, bgr), values)
+    golden = None
+    if load_outputs:
+        with _about(load_outputs):
+            golden = load_golden(load_outputs, ref)
+    recorder = GoldenRecorder() if save_outputs else None
     try:
         report = run_verify(ref, cand, inputs, _providers(providers), samples=samples or DEFAULT_SAMPLES,
                             input_shapes=shapes, input_values=values, reference_mode=reference_mode,
-                            atol=atol, rtol=rtol, per_site=per_site, tolerance=_tolerance(tolerance))
+                            atol=_per_output(atol), rtol=_per_output(rtol), error_stat=error_stat,
+                            per_site=per_site, tolerance=_tolerance(tolerance), golden=golden, record=recorder)
     except RunFailed as exc:
         raise RunFailed(f"{reference if exc.role == 'reference' else candidate}: {exc}", exc.role) from None
-    if data is None and not as_json:
+    if recorder is not None:
+        recorder.meta.update({"reference_model": os.path.basename(reference), "lrnconv": __version__})
+        write_files([(save_outputs, golden_writer(recorder))], guard)
+    if data is None and golden is None and not as_json:
         _random_inputs_warning("verifying")
     if as_json:
         click.echo(json_text(report.to_dict()))

@@ -24,7 +24,7 @@ from ..maths.drift import Tolerance
 from ..maths.stats import SiteStats
 from ..measure.calibration import DEFAULT_CALIBRATION_SAMPLES, Calibration, calibrate
 from ..measure.selection import select
-from ..measure.verification import DEFAULT_SAMPLES, DriftReport, samples_for, verify_against
+from ..measure.verification import DEFAULT_SAMPLES, DriftReport, PerOutput, samples_for, verify_against
 from ..passes import AUTO_ORDER, REGISTRY
 from ..runtime.inputs import Samples, array_samples, random_samples
 from ..runtime.runnable import RunnableReference
@@ -43,15 +43,18 @@ def strategies() -> Dict[str, Strategy]:
 class VerifyOptions:
     """How ``convert`` verifies its result (see ``lrnconv.verify``).
 
-    ``atol`` / ``rtol`` None: each output's element-type default.
+    ``atol`` / ``rtol``: one for every output, or per output name (the key "" for the others);
+    None: each output's element-type default. ``error_stat``: ``elemwise``, ``max``, ``mean`` or
+    ``median`` (``lrnconv.maths.drift``).
     """
 
     inputs: Optional[Mapping[str, np.ndarray]] = None
     providers: Sequence[str] = ("cpu",)
     samples: int = DEFAULT_SAMPLES
     seed: int = 0
-    atol: Optional[float] = None
-    rtol: Optional[float] = None
+    atol: PerOutput = None
+    rtol: PerOutput = None
+    error_stat: str = "elemwise"
 
 
 @dataclass
@@ -181,7 +184,8 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
             result.random_inputs.append("verifying")
         site_tensors = {r.site.output: r.tensor for r in records if r.tensor is not None}
         result.verify = verify_against(runnable, converted, checked, verify.providers,
-                                       atol=verify.atol, rtol=verify.rtol, per_site=True,
+                                       atol=verify.atol, rtol=verify.rtol, error_stat=verify.error_stat,
+                                       per_site=True,
                                        site_tensors=site_tensors, tolerance=tolerance if approximate else None)
         _attach_site_drift(result)
         result.notes.extend(n for n in result.verify.notes if n not in result.notes)

@@ -66,12 +66,35 @@ def _criterion(report: DriftReport) -> str:
     if report.tolerance is not None:
         return "pass if " + ", ".join(f"{k} {'<=' if k == 'max_rel' else '>='} {v:g}"
                                       for k, v in report.tolerance.to_dict().items())
+    stat = next((d.error_stat for p in report.providers.values() for d in p.outputs.values()), "elemwise")
     rules = sorted({(atol, rtol) for atol, rtol in report.tolerances.values()})
+
+    def rule(atol, rtol):
+        if stat == "elemwise":
+            return f"|a-b| <= {atol:g} + {rtol:g}*|ref|"
+        return f"the {stat} |a-b| <= {atol:g} or the {stat} |a-b|/|ref| <= {rtol:g}"
+
     if len(rules) == 1:
-        (atol, rtol), = rules
-        return f"pass if |a-b| <= {atol:g} + {rtol:g}*|ref|"
-    return "pass if |a-b| <= " + "; ".join(f"{a:g} + {r:g}*|ref| for {', '.join(o for o, t in report.tolerances.items() if t == (a, r))}"
-                                           for a, r in rules)
+        return "pass if " + rule(*rules[0])
+    return "pass if " + "; ".join(f"{rule(a, r)} for {', '.join(o for o, t in report.tolerances.items() if t == (a, r))}"
+                                  for a, r in rules)
+
+
+def histogram_lines(provider: str, drifts: Dict[str, Drift], width: int = 40) -> List[str]:
+    """A text histogram of each output's absolute error (one bar per bin that holds any)."""
+    lines = []
+    for name, d in drifts.items():
+        if not d.histogram:
+            continue
+        lines.append(f"[{provider}] {name}: absolute error |a-b|")
+        top = max(count for _, count in d.histogram)
+        low = 0.0
+        for edge, count in d.histogram:
+            bar = "#" * max(1, round(width * count / top))
+            lines.append(f"  {'< ' + format(edge, 'g') if low == 0 else format(low, 'g') + ' .. ' + format(edge, 'g'):>16}"
+                         f"  {count:>10}  {bar}")
+            low = edge
+    return lines
 
 
 def _nonfinite_lines(provider: str, drifts: Dict[str, Drift]) -> List[str]:
@@ -100,6 +123,7 @@ def report_text(report: DriftReport, label: str = "", show_notes: bool = True) -
         lines.append(f"[{provider}] outputs")
         lines += _table(DRIFT_HEADER, drift_rows(drift.outputs))
         lines += _nonfinite_lines(provider, drift.outputs)
+        lines += histogram_lines(provider, drift.outputs)
         if drift.exact_outputs:
             lines.append(f"[{provider}] outputs against the exact reference (every LRN in float64)")
             lines += _table(DRIFT_HEADER, drift_rows(drift.exact_outputs))

@@ -8,8 +8,14 @@ over the elements where both sides are finite. They also say which tolerance wou
 needed, and for score outputs ``[N, K]`` how often the candidate still picks the reference's
 class.
 
-``DriftMeter`` keeps only running sums and maxima, so verification memory does not grow with
-the number of samples; ``compare`` is the one-shot form.
+``DriftMeter`` keeps only running sums, maxima and a histogram of the absolute error, so
+verification memory does not grow with the number of samples; ``compare`` is the one-shot form.
+
+Error statistics (Polygraphy's ``check_error_stat``): ``elemwise`` (the default) is the
+element-wise rule above; ``max``, ``mean`` and ``median`` pass unless that statistic of the
+absolute error exceeds ``atol`` *and* the same statistic of the relative error
+``|a - b| / |b|`` (``|b|`` = 0 counted as 2.2e-16) exceeds ``rtol``. The median needs every
+element's error, so with ``median`` the meter keeps them (memory then grows with the samples).
 
 Default tolerances follow the element type (``default_tolerance``): float32 and float64 allow
 ``atol 1e-5, rtol 1e-4`` (about 840 float32 ulps of relative slack, room for a different but
@@ -30,6 +36,10 @@ from ..base.text import json_number
 
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-4
+ERROR_STATS = ("elemwise", "max", "mean", "median")
+HISTOGRAM_EDGES = (0.0,) + tuple(10.0 ** e for e in range(-12, 3)) + (float("inf"),)
+"""Bins of the absolute-error histogram: [0, 1e-12), [1e-12, 1e-11), ..., [100, inf)."""
+_TINY = 2.220446049250313e-16
 TYPE_TOLERANCES: Dict[str, Tuple[float, float]] = {
     "float32": (DEFAULT_ATOL, DEFAULT_RTOL),
     "float64": (DEFAULT_ATOL, DEFAULT_RTOL),
@@ -68,6 +78,14 @@ class Drift:
     atol: float = DEFAULT_ATOL
     rtol: float = DEFAULT_RTOL
     """The tolerance this drift was judged by."""
+    error_stat: str = "elemwise"
+    max_reldiff: Optional[float] = None
+    """max |a - b| / |b| over the elements (outputs only)."""
+    mean_reldiff: Optional[float] = None
+    median_absdiff: Optional[float] = None
+    median_reldiff: Optional[float] = None
+    histogram: Optional[Tuple[Tuple[float, int], ...]] = None
+    """(upper bin edge, count) of the absolute error, for the bins that hold any (outputs only)."""
 
     def to_dict(self) -> Dict[str, object]:
         out = {}
@@ -75,7 +93,9 @@ class Drift:
             value = getattr(self, f.name)
             if value is None or (f.name in ("nonfinite",) and value == 0):
                 continue
-            if isinstance(value, tuple):
+            if f.name == "histogram":
+                value = [[json_number(edge), count] for edge, count in value]
+            elif isinstance(value, tuple):
                 value = [int(v) for v in value]
             out[f.name] = json_number(value)
         return out
@@ -92,11 +112,22 @@ class DriftMeter:
     """Drift of a candidate tensor against its reference, fed chunk by chunk along axis 0.
 
     Args:
-        atol, rtol: the element-wise tolerance the verdict is judged by.
+        atol, rtol: the tolerance the verdict is judged by.
+        error_stat: which error statistic is judged (see the module docstring).
+        detail: also keep the relative-error statistics and the histogram (for outputs; the
+            large per-site tensors skip them).
     """
 
-    def __init__(self, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL):
+    def __init__(self, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, error_stat: str = "elemwise",
+                 detail: bool = False):
+        if error_stat not in ERROR_STATS:
+            raise ValueError(f"unknown error statistic '{error_stat}'; choose from {', '.join(ERROR_STATS)}")
         self.atol, self.rtol = float(atol), float(rtol)
+        self.error_stat = error_stat
+        self.detail = detail or error_stat != "elemwise"
+        self.sum_rel = self.max_reldiff = 0.0
+        self.histogram = np.zeros(len(HISTOGRAM_EDGES) - 1, np.int64)
+        self.kept: Optional[Tuple[list, list]] = ([], []) if error_stat == "median" else None
         self.rows = 0
         self.inner: Optional[tuple] = None
         self.mismatch = False
@@ -152,6 +183,16 @@ class DriftMeter:
                 with np.errstate(divide="ignore"):
                     ratio = (diff[over] - self.atol) / magnitude[over]
                 self.needed_rtol = max(self.needed_rtol, float(ratio.max()))
+            if self.detail:
+                kept = finite if bad else slice(None)
+                absolute = diff[kept]
+                relative = absolute / np.where(magnitude[kept] == 0, _TINY, magnitude[kept])
+                self.sum_rel += float(relative.sum())
+                self.max_reldiff = max(self.max_reldiff, float(relative.max()) if relative.size else 0.0)
+                self.histogram += np.histogram(absolute, bins=HISTOGRAM_EDGES)[0]
+                if self.kept is not None:
+                    self.kept[0].append(absolute.astype(np.float32).ravel())
+                    self.kept[1].append(relative.astype(np.float32).ravel())
         sa, sb = _scores(a), _scores(b)
         if sa is not None and sb is not None:
             reference_class = np.argmax(sb, axis=1)
@@ -174,9 +215,25 @@ class DriftMeter:
         cosine = self.dot / norm if norm > 0 else (1.0 if self.max_abs == 0 else 0.0)
         top1 = self.top1_hits / self.scored if self.scored else None
         top5 = self.top5_hits / self.scored if self.scored and self.top5_possible else None
-        return Drift(shape, self.max_abs, max_rel, self.sum_abs / self.count if self.count else 0.0, cosine,
-                     needed_atol, self.needed_rtol, self.within and self.nonfinite == 0, top1, top5,
-                     self.nonfinite, self.first_nonfinite, self.atol, self.rtol)
+        mean_abs = self.sum_abs / self.count if self.count else 0.0
+        extra: Dict[str, object] = {}
+        if self.detail:
+            extra = {"max_reldiff": self.max_reldiff, "mean_reldiff": self.sum_rel / self.count if self.count else 0.0,
+                     "histogram": tuple((HISTOGRAM_EDGES[i + 1], int(n)) for i, n in enumerate(self.histogram) if n)}
+        if self.kept is not None:
+            absolute = np.concatenate(self.kept[0]) if self.kept[0] else np.zeros(1)
+            relative = np.concatenate(self.kept[1]) if self.kept[1] else np.zeros(1)
+            extra.update(median_absdiff=float(np.median(absolute)), median_reldiff=float(np.median(relative)))
+        statistic = {"max": (self.max_abs, extra.get("max_reldiff")),
+                     "mean": (mean_abs, extra.get("mean_reldiff")),
+                     "median": (extra.get("median_absdiff"), extra.get("median_reldiff"))}.get(self.error_stat)
+        if statistic is None:
+            passed = self.within
+        else:
+            passed = not (statistic[0] > self.atol and statistic[1] > self.rtol)
+        return Drift(shape, self.max_abs, max_rel, mean_abs, cosine, needed_atol, self.needed_rtol,
+                     passed and self.nonfinite == 0, top1, top5, self.nonfinite, self.first_nonfinite,
+                     self.atol, self.rtol, self.error_stat, **extra)
 
 
 def compare(candidate: np.ndarray, reference: np.ndarray, *, atol: float = DEFAULT_ATOL,

@@ -28,7 +28,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import onnx
 
-from ..base.errors import RunFailed
+from ..base.errors import RunFailed, UsageError
 from ..graph.sites import LrnSite, find_lrn
 from ..base.text import json_number
 from ..maths.drift import Drift, DriftMeter, Tolerance, default_tolerance
@@ -37,11 +37,41 @@ from ..runtime.inputs import Samples, array_samples, input_specs, random_samples
 from ..runtime.providers import resolve_providers, short_name
 from ..runtime.runnable import RunnableReference
 from ..runtime.sessions import RuntimeRefused, Session, create_session
+from .golden import Golden, GoldenRecorder
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLES = 8
 CPU = "CPUExecutionProvider"
+PerOutput = Union[None, float, Mapping[str, float]]
+"""A tolerance for every output, or per output name (the key "" for the others); None: by type."""
+
+
+def _tolerances(outputs: Sequence[onnx.ValueInfoProto], atol: PerOutput, rtol: PerOutput) -> Dict[str, Tuple[float, float]]:
+    """(atol, rtol) per output: given per name, given for all, or the element type's default.
+
+    Raises:
+        UsageError: a tolerance named for an output the model does not have.
+    """
+    names = [o.name for o in outputs]
+    for given in (atol, rtol):
+        if isinstance(given, Mapping):
+            unknown = [k for k in given if k and k not in names]
+            if unknown:
+                raise UsageError(f"a tolerance is given for output {unknown[0]!r}, which the model does not have "
+                                 f"(outputs: {', '.join(names)})")
+
+    def pick(given: PerOutput, name: str, default: float) -> float:
+        if isinstance(given, Mapping):
+            given = given.get(name, given.get(""))
+        return default if given is None else float(given)
+
+    found = {}
+    for o in outputs:
+        type_atol, type_rtol = default_tolerance(onnx.helper.tensor_dtype_to_np_dtype(
+            o.type.tensor_type.elem_type or onnx.TensorProto.FLOAT))
+        found[o.name] = (pick(atol, o.name, type_atol), pick(rtol, o.name, type_rtol))
+    return found
 
 
 @dataclass
@@ -162,14 +192,19 @@ def verify(reference: onnx.ModelProto, candidate: onnx.ModelProto,
         reference_mode: ``native`` (the model as ONNX Runtime runs it) or ``exact`` (every
             LRN in float64).
         options: those of ``verify_against`` (``atol``, ``rtol``, ``per_site``, ``tolerance``,
-            ``site_tensors``).
+            ``site_tensors``, ``error_stat``, ``golden``, ``record``); with ``golden`` its samples
+            are what the candidate runs on.
 
     Returns:
         A DriftReport, truthy when every output passes.
     """
     runnable = RunnableReference(reference, find_lrn(reference), reference_mode)
-    data, notes = samples_for(reference, inputs, samples=samples, seed=seed, input_shapes=input_shapes,
-                              input_values=input_values)
+    golden = options.get("golden")
+    if golden is not None:
+        data, notes = golden.samples, []
+    else:
+        data, notes = samples_for(reference, inputs, samples=samples, seed=seed, input_shapes=input_shapes,
+                                  input_values=input_values)
     report = verify_against(runnable, candidate, data, providers, **options)
     report.notes[:0] = notes
     return report
@@ -197,17 +232,23 @@ def _run(session: Session, chunk, outputs: Sequence[str], role: str) -> Dict[str
 
 
 def verify_against(reference: RunnableReference, candidate: onnx.ModelProto, samples: Samples,
-                   providers: Sequence[str] = ("cpu",), *, atol: Optional[float] = None,
-                   rtol: Optional[float] = None, per_site: bool = False,
+                   providers: Sequence[str] = ("cpu",), *, atol: PerOutput = None,
+                   rtol: PerOutput = None, per_site: bool = False,
                    site_tensors: Optional[Mapping[str, str]] = None,
-                   tolerance: Optional[Tolerance] = None) -> DriftReport:
+                   tolerance: Optional[Tolerance] = None, error_stat: str = "elemwise",
+                   golden: Optional[Golden] = None, record: Optional[GoldenRecorder] = None) -> DriftReport:
     """``verify`` against a reference whose sites (and ONNX Runtime's refusals) are already known.
 
     Args:
         reference: the original model as ONNX Runtime can run it.
         samples: what both models run on.
-        atol, rtol: the element-wise tolerance for every output. Defaults to None: each
-            output's element-type default (``default_tolerance``).
+        atol, rtol: the tolerance for every output, or per output name (``{"prob": 1e-4, "": 1e-5}``).
+            Defaults to None: each output's element-type default (``default_tolerance``).
+        error_stat: ``elemwise``, ``max``, ``mean`` or ``median`` (``lrnconv.maths.drift``).
+        golden: reference outputs from a file (``golden.load_golden``): the reference model is then
+            not run, and the comparison is at the outputs only.
+        record: collects the samples and the reference's outputs on the first provider, for
+            ``golden.golden_writer``.
         per_site: also compare the tensor right after each LRN site of the reference
             (where the candidate still has a tensor that carries it).
         site_tensors: reference site output -> candidate tensor carrying its value, for
@@ -230,11 +271,12 @@ def verify_against(reference: RunnableReference, candidate: onnx.ModelProto, sam
     if missing:
         raise RunFailed(f"the converted model has no output {missing[0]!r} (its outputs: "
                         f"{', '.join(candidate_outputs)}); it must keep the original's output names", "candidate")
-    tolerances = {}
-    for o in reference_outputs:
-        type_atol, type_rtol = default_tolerance(onnx.helper.tensor_dtype_to_np_dtype(
-            o.type.tensor_type.elem_type or onnx.TensorProto.FLOAT))
-        tolerances[o.name] = (type_atol if atol is None else atol, type_rtol if rtol is None else rtol)
+    tolerances = _tolerances(reference_outputs, atol, rtol)
+    if golden is not None:
+        notes.append(f"the reference is the golden outputs of {golden.samples.origin} "
+                     f"({', '.join(f'{k} {v}' for k, v in golden.meta.items() if k in ('provider', 'source'))}); "
+                     "compared at the outputs only")
+        per_site = False
     pairs: Dict[str, str] = {}
     if per_site:
         present = {t for n in candidate.graph.node for t in n.output} | {i.name for i in candidate.graph.input}
@@ -243,21 +285,22 @@ def verify_against(reference: RunnableReference, candidate: onnx.ModelProto, sam
             target = mapping.get(site.output, site.output)
             if not site.graph_path and target in present:
                 pairs[site.output] = target
-    floors = _floor_sites(reference)
+    floors = _floor_sites(reference) if golden is None else []
     want = list(dict.fromkeys(outputs + list(pairs) + [n for s in floors for n in (s.input, s.output)]))
     cand_want = list(dict.fromkeys(outputs + list(pairs.values())))
     rows, pad = rows_per_run(input_specs(reference.model) + input_specs(candidate), samples.rows_hint)
 
-    def meters(names):  # sites are judged like the first output (the same element type, in a CNN)
-        return {n: DriftMeter(*tolerances.get(n, tolerances[outputs[0]])) for n in names}
+    def meters(names, detail=False):  # sites are judged like the first output (the same type, in a CNN)
+        return {n: DriftMeter(*tolerances.get(n, tolerances[outputs[0]]), error_stat=error_stat if detail else
+                              "elemwise", detail=detail) for n in names}
 
     results: Dict[str, ProviderDrift] = {}
     noise_floor: Dict[str, Dict[str, Drift]] = {}
     unverifiable: Dict[str, str] = {}
     reference_nonfinite: Dict[str, int] = {o: 0 for o in outputs}
-    for provider in resolved:
-        session = reference.session(provider, samples, want)
-        note = reference.note(provider)
+    for index, provider in enumerate(resolved):
+        session = reference.session(provider, samples, want) if golden is None else None
+        note = reference.note(provider) if golden is None else None
         if note and note not in notes:
             notes.append(note)
         try:
@@ -265,12 +308,15 @@ def verify_against(reference: RunnableReference, candidate: onnx.ModelProto, sam
         except RuntimeRefused as refusal:
             unverifiable[short_name(provider)] = str(refusal)
             continue
-        cpu = reference.session(CPU, samples, outputs) if provider != CPU and CPU in resolved else None
-        out_meters, site_meters = meters(outputs), meters(pairs)
+        cpu = (reference.session(CPU, samples, outputs) if provider != CPU and CPU in resolved and golden is None
+               else None)
+        out_meters, site_meters = meters(outputs, detail=True), meters(pairs)
         floor_meters = meters([s.output for s in floors])
         noise_meters = meters(outputs) if cpu is not None else {}
         for chunk in samples.chunks(rows, pad):
-            expected = _run(session, chunk, want, "reference")
+            expected = golden.expected(chunk, outputs) if golden is not None else _run(session, chunk, want, "reference")
+            if record is not None and index == 0:
+                record.add(chunk, samples.whole, {o: expected[o] for o in outputs})
             try:
                 got = cand_session.run_chunk(chunk, cand_want)
             except RuntimeRefused as refusal:
@@ -294,7 +340,7 @@ def verify_against(reference: RunnableReference, candidate: onnx.ModelProto, sam
                               {s.output: floor_meters[s.output].result() for s in floors})
         if noise_meters:
             noise_floor[short_name(provider)] = {o: m.result() for o, m in noise_meters.items()}
-        if tolerance is None and not drift.passed and not reference.is_exact(provider):
+        if tolerance is None and not drift.passed and golden is None and not reference.is_exact(provider):
             _compare_with_exact(reference, cand_session, samples, rows, pad, outputs, meters, drift)
         results[short_name(provider)] = drift
         log.info("%s: %s", provider, "PASSED" if drift.passed else "FAILED")
@@ -306,6 +352,9 @@ def verify_against(reference: RunnableReference, candidate: onnx.ModelProto, sam
     for provider, drift in results.items():
         if drift.explained:
             notes.append(_explanation(provider, drift))
+    if record is not None:
+        record.meta.update({"provider": short_name(resolved[0]), "samples": samples.count,
+                            "reference": reference.mode, "inputs": samples.description})
     return DriftReport(results, noise_floor, tolerances, samples.description, samples.count, reference.mode,
                        notes, tolerance, unverifiable)
 
@@ -314,7 +363,7 @@ def _compare_with_exact(reference: RunnableReference, cand_session: Session, sam
                         pad: bool, outputs: Sequence[str], meters, drift: ProviderDrift) -> None:
     """The candidate against the exact reference: does the native kernel's error explain its drift?"""
     exact = reference.exact_session(cand_session.provider, outputs)
-    exact_meters = meters(outputs)
+    exact_meters = meters(outputs, detail=True)
     for chunk in samples.chunks(rows, pad):
         expected = _run(exact, chunk, outputs, "reference")
         got = _run(cand_session, chunk, outputs, "candidate")
