@@ -114,9 +114,6 @@ class RewriteContext:
     def opset(self) -> int:
         return self.graphs.opset
 
-    def graph_of(self, site: LrnSite) -> gs.Graph:
-        return self.graphs.graph_at(site.graph_path)
-
     def span(self, site: LrnSite) -> SiteSpan:
         """The site's nodes (``check`` has already answered for a site that has none)."""
         span = SiteSpan.locate(self.graphs, site)
