@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Protocol
 
-import onnx_graphsurgeon as gs
 
 from ..base.errors import UnsupportedModel
 from ..base.text import TextEnum
