@@ -71,7 +71,14 @@ def example_files(tmp_path, monkeypatch):
 
 
 def ops(path: str):
-    return {n.op_type for n in onnx.load(path).graph.node}
+    """Every op type in a model, its subgraphs' included."""
+    def walk(graph):
+        for node in graph.node:
+            yield node.op_type
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    yield from walk(attr.g)
+    return set(walk(onnx.load(path).graph))
 
 
 def test_python_blocks_run(tmp_path, monkeypatch):
@@ -106,6 +113,69 @@ def test_shell_examples_run(example_files):
     assert sorted((e["model"], e["strategy"]) for e in zoo_report["entries"]) == [
         ("alexnet", "decompose"), ("alexnet", "keep"), ("net", "decompose"), ("net", "keep")]
     assert all(e["passed"] for e in zoo_report["entries"]) and "4/4 conversions passed" in zoo.stdout
+
+
+def table_commands(heading: str):
+    """The backticked `lrnconv ...` commands in the last column of a README table, in order."""
+    section = readme().split(heading, 1)[1].split("\n###", 1)[0]
+    return [re.findall(r"`(lrnconv [^`]+)`", line)[-1] for line in section.splitlines()
+            if line.startswith("|") and "`lrnconv " in line]
+
+
+def models_you_will_meet(folder):
+    """The files the 'Models you will meet' commands name, shaped as the table says."""
+    import warnings
+
+    import torch
+    from onnx import TensorProto, helper
+
+    from conftest import lrn_model
+
+    zoo = build("alexnet", variant="small")
+    for vi in list(zoo.graph.input) + list(zoo.graph.output):
+        vi.type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save(zoo, str(folder / "zoo_alexnet.onnx"))
+    np.save(folder / "calib.npy", np.random.default_rng(0).uniform(-128, 128, (5, 3, 227, 227)).astype(np.float32))
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.LocalResponseNorm(5)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, torch.randn(2, 3, 10, 10), str(folder / "torch_net.onnx"), dynamo=False,
+                          opset_version=13, input_names=["x"], output_names=["y"])
+    dynamic = build("alexnet", variant="small")
+    for axis, name in ((2, "H"), (3, "W")):
+        dynamic.graph.input[0].type.tensor_type.shape.dim[axis].dim_param = name
+    onnx.save(dynamic, str(folder / "dynamic.onnx"))
+    branch = lambda name, node: helper.make_graph([node], name, [], [helper.make_tensor_value_info(  # noqa: E731
+        f"{name}_y", TensorProto.FLOAT, ["N", 5, 4, 4])])
+    graph = helper.make_graph([helper.make_node(
+        "If", ["cond"], ["y"], name="choose",
+        then_branch=branch("then", helper.make_node("LRN", ["x"], ["then_y"], name="norm", size=3, alpha=1e-2)),
+        else_branch=branch("else", helper.make_node("Identity", ["x"], ["else_y"], name="copy")))], "if_net",
+        [helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5, 4, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(folder / "if_net.onnx"))
+    onnx.save(lrn_model(5, elem_type=TensorProto.FLOAT16, alpha=1e-3, bias=1.0), str(folder / "net_fp16.onnx"))
+    shutil.copy(os.path.join(ROOT, "tests", "fixtures", "digits_lrn.onnx"), folder / "digits_lrn.onnx")
+    np.save(folder / "digits.npy", np.random.default_rng(1).uniform(-128, 128, (20, 1, 8, 8)).astype(np.float32))
+    onnx.save(lrn_model(4), str(folder / "even.onnx"))
+
+
+def test_the_models_you_will_meet_commands_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    models_you_will_meet(tmp_path)
+    commands = table_commands("### Models you will meet")
+    assert len(commands) == 7
+    outcomes = []
+    for command in commands:
+        result = CliRunner().invoke(main, shlex.split(command)[1:])
+        outcomes.append(result.exit_code)
+        output = shlex.split(command)[shlex.split(command).index("-o") + 1]
+        assert os.path.exists(output), (command, result.output)
+        if result.exit_code == 0:
+            assert "LRN" not in ops(output), command
+    assert outcomes == [0, 0, 0, 0, 0, 0, 3]
+    assert "5 given samples" in CliRunner().invoke(main, shlex.split(commands[0])[1:]).output
 
 
 def test_setup_commands_are_what_ci_runs_and_the_main_job_works(tmp_path):
