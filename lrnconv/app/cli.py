@@ -331,6 +331,8 @@ def zoo_run(source, outdir, strategy_list, jobs, shard, executor, scheduler, for
     """
     if executor == "local" and scheduler:
         executor = "dask"
+    if scheduler and jobs > 1:
+        click.echo("warning: --jobs is ignored with --scheduler: the cluster's workers do the work", err=True)
     if executor == "dask" and not click.get_current_context().find_root().params.get("debug"):
         # Dask logs every worker's coming and going at INFO; the zoo's progress says what matters
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")

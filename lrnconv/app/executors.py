@@ -41,8 +41,9 @@ _POLL_S = 0.1
 STAGE_TOPIC = "lrnconv-zoo-stage"
 
 
-def _ignore(_text: str) -> None:
-    pass
+def _no_result(exc: BaseException) -> str:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"no result from the worker ({type(exc).__name__}: {detail}); the next run retries this model"
 
 
 class SerialExecutor:
@@ -60,7 +61,7 @@ class SerialExecutor:
                 result = work(task, lambda text, key=key: on_stage(key, text))
             except Exception as exc:  # what a worker process would die of (a record it cannot write)
                 log.debug("%s: the work failed", key, exc_info=True)
-                on_done(key, None, f"{type(exc).__name__}: {exc}")
+                on_done(key, None, _no_result(exc))
             else:
                 on_done(key, result, None)
 
@@ -124,8 +125,8 @@ class ProcessExecutor:
                     key = pending.pop(future)
                     try:
                         result = future.result()
-                    except Exception as exc:  # BrokenProcessPool and the like: the worker is gone
-                        on_done(key, None, f"worker process lost ({type(exc).__name__}: {exc})")
+                    except Exception as exc:  # BrokenProcessPool (the worker is gone), a record it cannot write
+                        on_done(key, None, _no_result(exc))
                     else:
                         on_done(key, result, None)
         except BaseException:  # Ctrl-C, SIGTERM: stop now; a killed worker's staging is removed next run
@@ -215,8 +216,8 @@ class DaskExecutor:
                     key = pending.pop(future)
                     try:
                         result = future.result()
-                    except Exception as exc:  # KilledWorker, a lost connection
-                        on_done(key, None, f"Dask task lost ({type(exc).__name__}: {exc})")
+                    except Exception as exc:  # KilledWorker, a lost connection, a record it cannot write
+                        on_done(key, None, _no_result(exc))
                     else:
                         on_done(key, result, None)
         finally:

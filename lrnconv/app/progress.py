@@ -95,7 +95,7 @@ class BarProgress(_Counts):
     def start(self, total: int, reused: int, workers: int) -> None:
         super().start(total, reused, workers)
         self.bar = tqdm(total=total, initial=reused, unit="model", file=self.stream, dynamic_ncols=True,
-                        desc="zoo", bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}] {postfix}")
+                        desc="zoo", bar_format="{desc} {bar} {n_fmt}/{total_fmt} [{elapsed}<{remaining}]{postfix}")
         self._refresh()
 
     def _refresh(self) -> None:

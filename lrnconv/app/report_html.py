@@ -9,7 +9,7 @@ the table: the errors with their reasons and the models missing from every shard
 from __future__ import annotations
 
 import html
-from typing import List, Mapping, Optional, Set, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 _STYLE = """
 body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em;color:#1b1f24}
@@ -25,7 +25,8 @@ tr.error td.result{color:#9a6700;font-weight:600} tr.error{background:#fff8c5}
 ul.sites{margin:0;padding-left:1.1em} span.approximate{color:#9a6700} span.exact{color:#1a7f37}
 td.reason{max-width:32em;font-size:.92em;color:#57606a}
 .faster{color:#1a7f37} .slower{color:#cf222e}
-p.note{background:#fff8c5;border:1px solid #d4a72c;padding:4px 8px;margin:.5em 0}
+ol.notes{background:#fff8c5;border:1px solid #d4a72c;padding:4px 8px 4px 2.2em;margin:.6em 0;font-size:.92em}
+ul.sites li{white-space:nowrap}
 """
 
 _SCRIPT = """
@@ -67,8 +68,8 @@ _COLUMNS: List[Tuple[str, str]] = [
     ("Model", "text"), ("Strategy", "text"), ("Result", "text"), ("Sites", "number"),
     ("Exact", "number"), ("Approx.", "number"), ("Max rel", "number"), ("Cosine", "number"),
     ("Top-1", "number"), ("Before ms", "number"), ("After ms", "number"), ("Latency ratio", "number"),
-    ("Size", "number"), ("Source size", "number"), ("Time s", "number"), ("Sites: status, drift", "text"),
-    ("Reason / notes", "text"),
+    ("Size", "number"), ("Source size", "number"), ("Time s", "number"), ("Sites: status, max rel after", "text"),
+    ("Error / notes", "text"),
 ]
 
 
@@ -114,21 +115,21 @@ def _site_list(entry: Mapping[str, object]) -> str:
         first = drift.get("cpu") or next(iter(drift.values()), None) or {}
         rel = first.get("max_rel")
         status = str(site.get("status", "?"))
-        items.append(f'<li>{_e(site.get("name", "?"))}: <span class="{_e(status)}">{_e(status)}</span>'
+        items.append(f'<li>{_e(site.get("name", "?"))} <span class="{_e(status)}">{_e(status)}</span>'
                      + (f" ({_e(site.get('strategy'))})" if site.get("strategy") != entry.get("strategy") else "")
-                     + (f", max rel {_e(_fmt(rel))}" if rel is not None else "") + "</li>")
+                     + (f" {_e(_fmt(rel))}" if rel is not None else "") + "</li>")
     return f'<td data-value="{len(sites)}"><ul class="sites">' + "".join(items) + "</ul></td>"
 
 
-def _row(entry: Mapping[str, object], common: Set[str]) -> str:
+def _row(entry: Mapping[str, object], footnotes: Mapping[str, int]) -> str:
     worst = entry.get("worst") or {}
     latency = entry.get("latency") or {}
     status = str(entry.get("status", "error"))
     ratio = latency.get("ratio")
     speed = "" if ratio is None else ("faster" if ratio < 1 else "slower")
-    reason = entry.get("error") or "; ".join(n for n in entry.get("notes") or [] if n not in common)
-    if latency.get("note"):
-        reason = f"{reason}; {latency['note']}" if reason else str(latency["note"])
+    notes = list(entry.get("notes") or []) + ([latency["note"]] if latency.get("note") else [])
+    marks = ", ".join(f"[{footnotes[n]}]" for n in notes if n in footnotes)
+    reason = "; ".join(part for part in (entry.get("error"), f"notes {marks}" if marks else "") if part)
     cells = [
         _text(entry.get("model", "?")), _text(entry.get("strategy", "?")),
         _text(status.upper(), "result"), _num(entry.get("sites")), _num(entry.get("exact_sites")),
@@ -147,9 +148,12 @@ def zoo_html(report: Mapping[str, object]) -> str:
     fp = report.get("fingerprint", {})
     versions, options = fp.get("versions", {}), fp.get("options", {})
     head = "".join(f'<th data-type="{kind}" scope="col">{_e(name)}</th>' for name, kind in _COLUMNS)
-    notes = [set(e.get("notes") or []) for e in entries if not e.get("error")]
-    common = set.intersection(*notes) if notes else set()
-    rows = "\n".join(_row(e, common) for e in entries)
+    footnotes: dict = {}
+    for e in entries:
+        for note in list(e.get("notes") or []) + [(e.get("latency") or {}).get("note")]:
+            if note and note not in footnotes:
+                footnotes[note] = len(footnotes) + 1
+    rows = "\n".join(_row(e, footnotes) for e in entries)
     shards = ", ".join(f"{s['index']}/{s['count']}" + (f" ({s['dir']})" if s.get("dir") else "")
                        for s in report.get("shards", []))
     errors = [e for e in entries if e.get("error")]
@@ -167,7 +171,8 @@ def zoo_html(report: Mapping[str, object]) -> str:
         f'{_e(options.get("samples"))} samples; atol {_e(options.get("atol"))}, rtol {_e(options.get("rtol"))}; '
         f'latency: batch 1, one thread, median of {_e(options.get("timing_runs"))} interleaved runs; '
         f'report schema {_e(report.get("schema_version"))}. Click a column header to sort.</p>',
-        "".join(f'<p class="note">{_e(n)}</p>' for n in sorted(common)),
+        ('<ol class="notes" id="notes">' + "".join(f'<li value="{i}">{_e(n)}</li>' for n, i in footnotes.items())
+         + "</ol>") if footnotes else "",
         f'<table id="results"><thead><tr>{head}</tr></thead><tbody>', rows, "</tbody></table>",
     ]
     if errors:

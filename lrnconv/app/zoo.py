@@ -32,7 +32,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..base.errors import LrnConvError, UsageError
+from ..base.errors import LrnConvError, OutputError, UsageError
 from ..base.files import STAGING_PREFIX, same_file
 from ..formats.modelio import load, save
 from ..models import BUILTIN, build
@@ -313,7 +313,10 @@ def run_zoo(items: Sequence[ZooItem], outdir: str, options: ZooOptions = ZooOpti
     if any(count > 1 for count in names.values()):
         raise UsageError(f"two models are called {[n for n, c in names.items() if c > 1]}")
     assigned = select(items, shard)
-    os.makedirs(outdir, exist_ok=True)
+    try:
+        os.makedirs(outdir, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{outdir}: cannot create the output folder ({exc.strerror or exc})") from None
     outdir_abs = os.path.abspath(outdir)
     started = time.time()
     expected = fingerprint(options.to_dict())
@@ -361,6 +364,6 @@ def run_zoo(items: Sequence[ZooItem], outdir: str, options: ZooOptions = ZooOpti
             catalogue=[i.name for i in items], assigned=[i.name for i in assigned], source=source,
             shards=[shard.to_dict()] if shard else [],
             run={"started": started, "seconds": time.time() - started, **executor.describe(),
-                 "converted": converted, "reused": reused})
+                 "converted": [i.name for i in assigned if i.name in set(converted)], "reused": reused})
         write_reports(outdir_abs, report)
     return report
