@@ -124,3 +124,66 @@ def test_a_run_stopped_with_sigint_leaves_no_staging_and_resumes(tmp_path, unint
     assert invoke("zoo", "-o", out, *ZOO, "--quiet").exit_code == 0
     report = read_report(out)
     assert sorted(report["run"]["reused"]) == finished and results(report) == results(uninterrupted)
+
+
+def children(pid: int):
+    """The child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(c) for c in f.read().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _start_pool_run(out):
+    process = subprocess.Popen(lrnconv_command("zoo", "-o", out, *ZOO, "--jobs", "2"), cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not glob.glob(os.path.join(out, "*", RECORD_NAME)):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.005)
+    workers = [c for c in children(process.pid) if alive(c)]
+    assert workers and process.poll() is None, "the run ended before a worker could be killed"
+    return process, workers
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads /proc")
+def test_a_lost_pool_worker_is_an_error_without_a_record_and_the_rerun_redoes_it(tmp_path, uninterrupted):
+    out = tmp_path / "out"
+    process, workers = _start_pool_run(out)
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr
+    report = read_report(out)
+    lost = [e["model"] for e in report["entries"] if e["error"] and "no result from the worker" in e["error"]]
+    assert lost and len(lost) + len(report["run"]["converted"]) == len(BUILTIN)
+    # a worker may finish a model in the instant between the pool breaking and its end: then its
+    # record is whole and the rerun takes it; every other lost model has no record and is redone
+    unrecorded = [name for name in lost if not (out / name / RECORD_NAME).exists()]
+    assert unrecorded
+    assert invoke("zoo", "-o", out, *ZOO, "--quiet").exit_code == 0
+    again = read_report(out)
+    assert again["run"]["converted"] == unrecorded and results(again) == results(uninterrupted)
+    assert staging_left(out) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads /proc")
+def test_pool_workers_die_with_a_killed_zoo(tmp_path):
+    process, workers = _start_pool_run(tmp_path / "out")
+    process.kill()
+    process.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(w) for w in workers)

@@ -85,6 +85,9 @@ def _init_worker(stage_queue) -> None:
     _stage_queue = stage_queue
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # a forked worker inherits the CLI's SIGTERM -> KeyboardInterrupt handler, which the pool would
+    # report as the task's error and then go on with the next task; the pool's terminate() must end it
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _call_in_worker(work: Work, key: str, task: Any) -> Any:

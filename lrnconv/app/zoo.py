@@ -346,9 +346,16 @@ def run_zoo(items: Sequence[ZooItem], outdir: str, options: ZooOptions = ZooOpti
             progress.reused(name, entries)
         by_name = {i.name: i for i in assigned}
 
+        digests = {name: task.input_sha256 for name, task in tasks}
+
         def done(name: str, result, error: Optional[str]) -> None:
-            if result is None:  # the worker died: no record, so the next run retries it
-                entries = [_entry(by_name[name], s, error=error) for s in options.strategies]
+            if result is None:  # no result came back; the work may still have finished and recorded it
+                record = read_record(outdir_abs, name)
+                if stale_reason(record, outdir_abs, name, digests[name], expected) is None:
+                    entries = record["entries"]
+                    converted.append(name)
+                else:  # no record, so the next run retries it
+                    entries = [_entry(by_name[name], s, error=error) for s in options.strategies]
             else:
                 entries = result["entries"]
                 converted.append(name)
