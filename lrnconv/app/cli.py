@@ -38,7 +38,11 @@ from ..runtime.runnable import REFERENCES
 from .conversion import AUTO, VerifyOptions, convert
 from .inspection import inspect as inspect_model
 from .render import inspection_text, records_text, report_text
-from .zoo import builtin_items, folder_items, parse_shard, run_zoo
+from .executors import make_executor
+from .progress import BarProgress, LineProgress
+from .shards import parse_shard
+from .zoo import DEFAULT_TIMING_RUNS, ZooOptions, ZooProgress, builtin_items, folder_items, run_zoo
+from .zoo_report import merge_reports
 
 
 
@@ -46,7 +50,10 @@ class _Cli(click.Group):
     """Library errors and usage errors as one stderr line and exit 2; SIGINT 130, SIGTERM 143."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        previous = signal.signal(signal.SIGTERM, raise_terminated)
+        try:
+            previous = signal.signal(signal.SIGTERM, raise_terminated)
+        except ValueError:  # not the main thread (an embedding host): signals stay the host's
+            previous = None
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
@@ -59,7 +66,8 @@ class _Cli(click.Group):
             click.echo("lrnconv: terminated; nothing was left half-written", err=True)
             code = EXIT_TERMINATED
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
@@ -401,26 +409,112 @@ def verify_command(reference, candidate, data, mean, std, size, bgr, samples, pr
     _exit_for(report)
 
 
-@main.command()
+class _ZooGroup(click.Group):
+    """``zoo [SRC] -o OUT ...`` runs the zoo (the ``run`` subcommand); ``zoo merge ...`` merges shards."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx, args):
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = [self.default_command] + list(args)
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_ZooGroup)
+def zoo() -> None:
+    """Convert and verify a zoo of models (`lrnconv zoo [SRC] -o OUT`), or merge shard outputs.
+
+    `lrnconv zoo [SRC] -o OUT ...` is `lrnconv zoo run [SRC] -o OUT ...`; see `lrnconv zoo run --help`.
+    """
+
+
+def _zoo_progress(quiet: bool, as_json: bool):
+    if quiet:
+        return ZooProgress()
+    if as_json or not sys.stderr.isatty():
+        return LineProgress(sys.stderr)
+    return BarProgress(sys.stderr)
+
+
+@zoo.command(name="run")
 @click.argument("source", required=False, type=click.Path(file_okay=False))
 @click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False))
 @click.option("--strategy", "strategy_list", default="decompose", show_default=True,
               help="Comma-separated strategies to run on every model (" + ", ".join(list(REGISTRY) + [AUTO]) + ").")
-@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--shard", help="I/N: take the models whose sorted position is I mod N (0-based).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local worker processes (with --executor dask and no --scheduler: local Dask workers).")
+@click.option("--shard", help="I/N: the models whose name hashes to shard I of N (0-based); auto: I and N "
+              "from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX/LRNCONV_SHARD_COUNT.")
+@click.option("--executor", type=click.Choice(("local", "dask")), default="local", show_default=True,
+              help="local: this process or --jobs processes; dask: one task per model on a Dask cluster.")
+@click.option("--scheduler", help="Dask scheduler address (tcp://HOST:PORT); implies --executor dask. "
+              "Without it, --executor dask starts a local cluster of --jobs workers.")
+@click.option("--force", is_flag=True, help="Redo every model, even those whose completion record matches.")
+@click.option("--timing-runs", type=click.IntRange(min=0), default=DEFAULT_TIMING_RUNS, show_default=True,
+              help="Timed runs (batch 1, one thread) of the original and each converted model; 0: no timing.")
 @click.option("--variant", type=click.Choice(("full", "small")), default="full", show_default=True,
               help="Built-in models only: published widths or reduced width.")
 @samples_option
 @providers_option
-def zoo(source, outdir, strategy_list, jobs, shard, variant, samples, providers) -> None:
-    """Convert and verify a folder of models (default: the built-in replicas)."""
-    items = folder_items(source) if source else builtin_items(variant)
-    _random_inputs_warning("verifying")
-    entries = run_zoo(items, outdir, _providers(strategy_list),
-                      verify=VerifyOptions(providers=_providers(providers), samples=samples),
-                      jobs=jobs, shard=parse_shard(shard), progress=lambda m: click.echo(m, err=True))
-    failed = [e for e in entries if e.get("error") or not e.get("passed")]
-    click.echo(f"{len(entries) - len(failed)}/{len(entries)} conversions passed; "
-               f"reports: {os.path.join(outdir, 'report.md')}, {os.path.join(outdir, 'report.json')}")
-    if failed:
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout (progress as plain lines).")
+def zoo_run(source, outdir, strategy_list, jobs, shard, executor, scheduler, force, timing_runs, variant,
+            samples, providers, quiet, as_json) -> None:
+    """Convert and verify a folder of models (default: the built-in replicas).
+
+    Writes OUTDIR/<model>/<strategy>.onnx, a completion record per model (a rerun skips
+    what matches and redoes the rest), and OUTDIR/report.json, report.md, report.html.
+    Merge shard outputs with `lrnconv zoo merge OUT_1 ... -o OUT`.
+    """
+    if executor == "local" and scheduler:
+        executor = "dask"
+    if scheduler and jobs > 1:
+        click.echo("warning: --jobs is ignored with --scheduler: the cluster's workers do the work", err=True)
+    if executor == "dask" and not click.get_current_context().find_root().params.get("debug"):
+        # Dask logs every worker's coming and going at INFO; the zoo's progress says what matters
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    if source and os.path.isdir(source) and os.path.isdir(outdir) and same_file(source, outdir):
+        raise UsageError(f"-o {outdir}: the output folder is the source folder; give another one")
+    shard_spec = parse_shard(shard)
+    items = folder_items(source, exclude=[outdir]) if source else builtin_items(variant)
+    options = ZooOptions(strategies=_providers(strategy_list), timing_runs=timing_runs,
+                         verify=VerifyOptions(providers=_providers(providers), samples=samples))
+    if not quiet:
+        _random_inputs_warning("verifying")
+    try:
+        report = run_zoo(items, outdir, options, shard=shard_spec, force=force,
+                         executor=make_executor(executor, jobs=jobs, scheduler=scheduler),
+                         progress=_zoo_progress(quiet, as_json), source=source or f"builtin:{variant}")
+    except (KeyboardInterrupt, Terminated) as stop:  # Ctrl-C; SIGTERM from Slurm's time limit or an eviction
+        how = "interrupted" if isinstance(stop, KeyboardInterrupt) else "terminated"
+        click.echo(f"lrnconv: {how}; the models finished so far are recorded under {outdir}; "
+                   "rerun the same command to go on", err=True)
+        sys.exit(EXIT_INTERRUPTED if isinstance(stop, KeyboardInterrupt) else EXIT_TERMINATED)
+    _zoo_summary(report, outdir, as_json)
+
+
+def _zoo_summary(report, outdir: str, as_json: bool) -> None:
+    entries = report["entries"]
+    if as_json:
+        click.echo(json_text(report))
+    else:
+        reports = ", ".join(os.path.join(outdir, name) for name in ("report.md", "report.html", "report.json"))
+        click.echo(f"{report['passed']}/{len(entries)} conversions passed; reports: {reports}")
+        if report.get("missing"):
+            click.echo(f"missing from every shard: {', '.join(report['missing'])}")
+    if report["failed"] or report["errors"] or report.get("missing"):
         sys.exit(EXIT_DRIFT)
+
+
+@zoo.command(name="merge")
+@click.argument("shards", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the merged report.json to stdout.")
+def zoo_merge(shards, outdir, as_json) -> None:
+    """Merge the outputs of zoo shards (SHARDS: their -o folders) into one report in OUTDIR.
+
+    Refuses shards made with other lrnconv/onnxruntime versions or other options, and a
+    model found in two shards; lists the models that no shard has (exit 1 then).
+    """
+    _zoo_summary(merge_reports(list(shards), outdir), outdir, as_json)

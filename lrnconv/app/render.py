@@ -181,20 +181,53 @@ def records_text(records) -> str:
     return "\n".join(_table(header, rows)) if rows else "no LRN site"
 
 
-def zoo_markdown(entries: Sequence[Dict[str, object]]) -> str:
-    """``zoo``'s report.md: one row per model and strategy."""
-    lines = ["# lrnconv zoo report", "",
-             "| model | strategy | sites | exact | max rel (cpu) | cosine | top-1 | time s | result |",
-             "|---|---|---|---|---|---|---|---|---|"]
+def _mb(size) -> str:
+    return "-" if size is None else f"{size / 1e6:.2f}"
+
+
+def _options_line(report: Dict[str, object]) -> str:
+    fp = report.get("fingerprint", {})
+    versions, options = fp.get("versions", {}), fp.get("options", {})
+    return (f"lrnconv {versions.get('lrnconv', '?')}, onnxruntime {versions.get('onnxruntime', '?')}, "
+            f"onnx {versions.get('onnx', '?')}; strategies {', '.join(options.get('strategies', []))}; "
+            f"providers {', '.join(options.get('providers', []))}; {options.get('samples')} samples; "
+            f"atol {options.get('atol')}, rtol {options.get('rtol')}; timing runs {options.get('timing_runs')}")
+
+
+def zoo_markdown(report: Dict[str, object]) -> str:
+    """``zoo``'s report.md: one row per model and strategy, then failures, missing models, notes."""
+    entries = report["entries"]
+    shards = ", ".join(f"{s['index']}/{s['count']}" + (f" ({s['dir']})" if s.get("dir") else "")
+                       for s in report.get("shards", []))
+    lines = ["# lrnconv zoo report", "", f"Source: {report.get('source') or '-'}; "
+             f"{report['models']} model(s), {report['passed']} passed, {report['failed']} failed, "
+             f"{report.get('not_verifiable', 0)} not verifiable, {report['errors']} error(s)"
+             + (f"; shards {shards}" if shards else "") + ".", "",
+             _options_line(report) + ".", "",
+             "| model | strategy | sites | exact | approx. | max rel | cosine | top-1 | latency ms before → after "
+             "| ratio | size MB | time s | result |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
         if e.get("error"):
-            lines.append(f"| {e['model']} | {e['strategy']} | - | - | - | - | - | - | error: {e['error']} |")
+            lines.append(f"| {e['model']} | {e['strategy']} | - | - | - | - | - | - | - | - | - | "
+                         f"{_g(e.get('seconds'), 2)} | error |")
             continue
         worst = e.get("worst") or {}
+        latency = e.get("latency") or {}
+        timing = (f"{_g(latency.get('before_ms'))} → {_g(latency.get('after_ms'))}"
+                  if latency.get("after_ms") is not None else "-")
         lines.append(f"| {e['model']} | {e['strategy']} | {e['sites']} | {e['exact_sites']} | "
-                     f"{_g(worst.get('max_rel'))} | {_g(worst.get('cosine'), 8)} | {_g(worst.get('top1'))} | "
-                     f"{e['seconds']:.1f} | {e.get('status', 'passed' if e['passed'] else 'failed').upper()} |")
-    notes = sorted({n for e in entries for n in e.get("notes", [])})
+                     f"{e['approximate_sites']} | {_g(worst.get('max_rel'))} | {_g(worst.get('cosine'), 8)} | "
+                     f"{_g(worst.get('top1'))} | {timing} | {_g(latency.get('ratio'))} | "
+                     f"{_mb(e.get('output_bytes'))} | {_g(e.get('seconds'), 2)} | "
+                     f"{e['status'].upper()} |")
+    failures = [e for e in entries if e.get("error")]
+    if failures:
+        lines += ["", "## Errors", ""] + [f"- {e['model']} {e['strategy']}: {e['error']}" for e in failures]
+    if report.get("missing"):
+        lines += ["", "## Missing from every shard", ""] + [f"- {name}" for name in report["missing"]]
+    notes = sorted({n for e in entries for n in e.get("notes", [])}
+                   | {e["latency"]["note"] for e in entries if (e.get("latency") or {}).get("note")})
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"

@@ -2,29 +2,56 @@
 
 Without a source folder the built-in model replicas are converted (the README's main
 job); with one, every ``.onnx`` and ``.prototxt`` (with a same-name ``.caffemodel`` when
-present) under it. ``shard=(i, n)`` keeps the models whose position in the sorted list
-is i modulo n (0-based), so a Slurm array or a Kubernetes indexed Job can split a zoo
-deterministically across machines.
+present) under it. A model's name is its path under the folder without the extension;
+where two files share one (``net.onnx`` and ``net.prototxt``), both keep their extension
+(``net.onnx``, ``net.prototxt``), so their outputs never land in one folder. The walk
+skips lrnconv's staging folders, the run's own output folder and any other zoo output
+folder (one holding a completion record).
+
+A run (``run_zoo``):
+
+1. takes the models of its shard (``lrnconv.app.shards``: a stable hash of the name);
+2. locks the output folder and removes what a killed run left half-written;
+3. skips every model whose completion record (``lrnconv.app.records``) matches its input
+   hash and the run's fingerprint (unless ``force``), and hands the rest to an executor
+   (``lrnconv.app.executors``: this process, a process pool or a Dask cluster), one task per
+   model. The task (``convert_model``) converts the model with every strategy, saves each
+   result, times it against the original, and writes the model's record last;
+4. writes ``report.json`` (``lrnconv.app.zoo_report``), ``report.md`` and ``report.html``
+   from every model's entries, reused or new.
+
+Any exception while handling one model is that model's failure, recorded with its reason;
+the rest go on and the reports are always written.
 """
 from __future__ import annotations
 
-import json
+import logging
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..base.errors import LrnConvError, UsageError
-from ..base.files import is_staging, write_text
+from ..base.errors import LrnConvError, OutputError, UsageError
+from ..base.files import STAGING_PREFIX, same_file
 from ..formats.modelio import load, save
 from ..models import BUILTIN, build
 from ..passes import REGISTRY
 from ..runtime.providers import resolve_providers
 from .conversion import AUTO, VerifyOptions, convert
-from .render import zoo_markdown
+from .executors import SerialExecutor
+from .latency import LatencyProbe
+from .records import (RECORD_NAME, fingerprint, file_sha256, locked, output_sizes, read_record,
+                      remove_staging, stale_reason, write_record)
+from .shards import Shard, select
+from .zoo_report import build_report, write_reports
 
-Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMING_RUNS = 5
+"""Timed runs of the original and of each converted model (0 = no timing)."""
+
+MODEL_EXTENSIONS = (".onnx", ".prototxt")
 
 
 @dataclass(frozen=True)
@@ -32,6 +59,7 @@ class ZooItem:
     """A model to convert: its report name and where it comes from."""
 
     name: str
+    """Its path under the source folder without extension, '/'-separated (unique in a zoo)."""
     source: str
     """A file path, or 'builtin:<name>:<variant>'."""
     weights: Optional[str] = None
@@ -42,40 +70,112 @@ class ZooItem:
             return build(name, variant=variant)
         return load(self.source, self.weights)
 
+    def files(self) -> List[str]:
+        """The files the model is read from (none for a built-in replica)."""
+        if self.source.startswith("builtin:"):
+            return []
+        return [self.source] + ([self.weights] if self.weights else [])
+
+    def input_sha256(self) -> str:
+        """The hash a completion record keeps of the input (a built-in: of its name and variant)."""
+        files = self.files()
+        if not files:
+            return "builtin:" + self.source.split(":", 1)[1]
+        return file_sha256(files)
+
 
 def builtin_items(variant: str = "full") -> List[ZooItem]:
     return [ZooItem(name, f"builtin:{name}:{variant}") for name in BUILTIN]
 
 
-def folder_items(root: str) -> List[ZooItem]:
-    """Every .onnx and .prototxt under ``root`` (a .prototxt takes a same-name .caffemodel)."""
+def _skipped_folder(path: str, name: str, exclude: Sequence[str]) -> bool:
+    if name.startswith(STAGING_PREFIX):
+        return True
+    if os.path.isfile(os.path.join(path, RECORD_NAME)):  # a model folder of some zoo output
+        return True
+    return any(os.path.exists(e) and same_file(path, e) for e in exclude)
+
+
+def _unique_names(found: Sequence[Tuple[str, str]]) -> List[str]:
+    """A unique name per model file from (path without extension, path with extension).
+
+    The path without extension where no other file shares it, else the full path; full
+    paths are unique, so switching every clashing name to its full path ends the clashes.
+    """
+    names = [stem for stem, _ in found]
+    while True:
+        counts = Counter(names)
+        clashing = [i for i, name in enumerate(names) if counts[name] > 1 and name != found[i][1]]
+        if not clashing:
+            return names
+        for i in clashing:
+            names[i] = found[i][1]
+
+
+def folder_items(root: str, exclude: Sequence[str] = ()) -> List[ZooItem]:
+    """Every .onnx and .prototxt under ``root`` (a .prototxt takes a same-name .caffemodel).
+
+    Args:
+        root: the source folder. The items' paths are absolute.
+        exclude: folders not to walk (the run's output folder). Staging folders and zoo
+            output folders are never walked.
+
+    Raises:
+        UsageError: ``root`` is not a folder.
+    """
     if not os.path.isdir(root):
         raise UsageError(f"{root}: not a folder")
-    items = []
-    for folder, subfolders, files in os.walk(root):
-        subfolders[:] = sorted(d for d in subfolders if not is_staging(d))  # a killed run's half-written files
+    root = os.path.abspath(root)  # a worker on another machine or in another folder finds them too
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not _skipped_folder(os.path.join(folder, d), d, exclude))
         for file in sorted(files):
             stem, ext = os.path.splitext(file)
-            if ext.lower() not in (".onnx", ".prototxt"):
+            if ext.lower() not in MODEL_EXTENSIONS:
                 continue
-            path = os.path.join(folder, file)
-            weights = os.path.join(folder, stem + ".caffemodel")
-            name = os.path.relpath(os.path.join(folder, stem), root)
-            items.append(ZooItem(name, path, weights if ext.lower() == ".prototxt" and os.path.exists(weights) else None))
+            relative = os.path.relpath(os.path.join(folder, file), root).replace(os.sep, "/")
+            found.append((relative[:-len(ext)], relative, os.path.join(folder, file), ext.lower(), stem))
+    names = _unique_names([(stem_name, relative) for stem_name, relative, *_ in found])
+    items = []
+    for name, (_, _, path, ext, stem) in zip(names, found):
+        weights = os.path.join(os.path.dirname(path), stem + ".caffemodel")
+        has_weights = ext == ".prototxt" and os.path.exists(weights)
+        items.append(ZooItem(name, path, weights if has_weights else None))
     return sorted(items, key=lambda i: i.name)
 
 
-def parse_shard(text: Optional[str]) -> Optional[Tuple[int, int]]:
-    """'I/N' (0-based I) -> (I, N)."""
-    if not text:
-        return None
-    try:
-        index, count = (int(p) for p in text.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard '{text}': expected I/N with 0 <= I < N, e.g. 0/4") from None
-    if count < 1 or not 0 <= index < count:
-        raise UsageError(f"--shard '{text}': expected I/N with 0 <= I < N, e.g. 0/4")
-    return index, count
+@dataclass(frozen=True)
+class ZooOptions:
+    """What every model of a zoo run gets (all of it goes into the completion records)."""
+
+    strategies: Sequence[str] = ("decompose",)
+    verify: VerifyOptions = field(default_factory=VerifyOptions)
+    timing_runs: int = DEFAULT_TIMING_RUNS
+    """Timed runs of the original and of each converted model (batch 1); 0 = no timing."""
+
+    def to_dict(self) -> Dict[str, object]:
+        return {"strategies": list(self.strategies), "providers": list(self.verify.providers),
+                "samples": self.verify.samples, "seed": self.verify.seed, "atol": self.verify.atol,
+                "rtol": self.verify.rtol, "timing_runs": self.timing_runs}
+
+
+@dataclass(frozen=True)
+class ZooTask:
+    """One model's work, picklable for a process pool or a Dask worker."""
+
+    item: ZooItem
+    outdir: str
+    """Absolute, and reachable from the worker."""
+    options: ZooOptions
+    input_sha256: str
+    fingerprint: Mapping[str, object]
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, LrnConvError):
+        return str(exc)
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {detail} (unexpected; lrnconv convert --debug shows the traceback)"
 
 
 def _worst(result) -> Dict[str, object]:
@@ -88,72 +188,193 @@ def _worst(result) -> Dict[str, object]:
             "top1": min((d.top1 for d in drifts if d.top1 is not None), default=None)}
 
 
-def _convert_item(item: ZooItem, outdir: str, names: Sequence[str], verify: VerifyOptions) -> List[Dict[str, object]]:
-    entries = []
+def _entry(item: ZooItem, strategy: str, **fields) -> Dict[str, object]:
+    """A report entry: every key of the schema present (see ``lrnconv.app.zoo_report``)."""
+    entry = {"model": item.name, "source": item.source, "strategy": strategy, "status": "error",
+             "passed": False, "error": None, "output": None, "output_bytes": None, "source_bytes": None,
+             "sites": None, "exact_sites": None, "approximate_sites": None, "worst": {}, "latency": None,
+             "seconds": None, "notes": [], "report": None}
+    files = item.files()
+    if files:
+        entry["source_bytes"] = sum(os.path.getsize(f) for f in files if os.path.isfile(f))
+    entry.update(fields)
+    return entry
+
+
+def _convert_one(task: ZooTask, model, strategy: str, probe: Optional[LatencyProbe],
+                 stage: Callable[[str], None]) -> Dict[str, object]:
+    item = task.item
+    start = time.perf_counter()
     try:
-        model = item.load()
-    except LrnConvError as exc:
-        return [{"model": item.name, "source": item.source, "strategy": s, "error": str(exc)} for s in names]
-    for strategy in names:
-        start = time.perf_counter()
-        try:
-            result = convert(model, strategy, verify=verify)
-            target = os.path.join(outdir, item.name, f"{strategy}.onnx")
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            save(result.model, target)
-            entries.append({
-                "model": item.name, "source": item.source, "strategy": strategy, "output": target,
-                "sites": len(result.sites), "exact_sites": sum(r.status == "exact" for r in result.sites),
-                "passed": result.passed, "status": result.verify.status if result.verify is not None else "not verified",
-                "unverifiable": result.verify.unverifiable if result.verify is not None else {},
-                "worst": _worst(result), "seconds": time.perf_counter() - start,
-                "report": result.to_dict(item.source, target), "notes": result.notes})
-        except LrnConvError as exc:
-            entries.append({"model": item.name, "source": item.source, "strategy": strategy, "error": str(exc)})
-    return entries
+        stage(f"{strategy}: converting and verifying")
+        result = convert(model, strategy, verify=task.options.verify)
+        relative = f"{item.name}/{strategy}.onnx"
+        target = os.path.join(task.outdir, *relative.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        stage(f"{strategy}: saving")
+        save(result.model, target)
+        latency = None
+        if probe is not None:
+            stage(f"{strategy}: timing")
+            latency = probe.measure(result.model)
+        exact = sum(r.status == "exact" for r in result.sites)
+        status = result.verify.status if result.verify is not None else "passed"
+        return _entry(item, strategy, status=status, passed=result.passed,
+                      unverifiable=result.verify.unverifiable if result.verify is not None else {},
+                      output=relative, output_bytes=os.path.getsize(target), sites=len(result.sites),
+                      exact_sites=exact, approximate_sites=len(result.sites) - exact, worst=_worst(result),
+                      latency=latency, seconds=time.perf_counter() - start,
+                      report=result.to_dict(item.source, relative), notes=list(result.notes))
+    except Exception as exc:  # any failure of one model is its result; the zoo goes on
+        log.debug("%s %s failed", item.name, strategy, exc_info=True)
+        return _entry(item, strategy, error=_reason(exc), seconds=time.perf_counter() - start)
 
 
-def run_zoo(items: Sequence[ZooItem], outdir: str, strategy_names: Sequence[str], *,
-            verify: VerifyOptions, jobs: int = 1, shard: Optional[Tuple[int, int]] = None,
-            progress: Optional[Progress] = None) -> List[Dict[str, object]]:
-    """Convert every item with every strategy; write models, report.json and report.md.
+def convert_model(task: ZooTask, stage: Callable[[str], None] = lambda _: None) -> Dict[str, object]:
+    """The unit of work of every executor: one model with every strategy, then its record.
 
     Returns:
-        One entry per model and strategy; an entry with ``error`` is a model that failed.
+        ``{"model": name, "entries": [...]}``; a model that fails has entries with ``error``.
     """
-    known = list(REGISTRY) + [AUTO]
-    unknown = [s for s in strategy_names if s not in known]
-    if unknown:
-        raise UsageError(f"unknown strategy {unknown}; choose from {', '.join(known)}")
-    resolve_providers(verify.providers)  # a missing provider is a usage error, not N failed models
-    if shard:
-        items = [item for i, item in enumerate(items) if i % shard[1] == shard[0]]
-    os.makedirs(outdir, exist_ok=True)
-    say = progress or (lambda _: None)
-    entries: List[Dict[str, object]] = []
-
-    def record(position: int, item_entries: List[Dict[str, object]]) -> None:
-        for e in item_entries:
-            state = f"error: {e['error']}" if "error" in e else ("PASSED" if e["passed"] else "FAILED")
-            say(f"[{position}/{len(items)}] {e['model']} {e['strategy']}: {state}")
-        entries.extend(item_entries)
-
-    if jobs > 1 and len(items) > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(_convert_item, item, outdir, strategy_names, verify) for item in items]
-            for position, future in enumerate(futures, 1):
-                record(position, future.result())
+    item, options = task.item, task.options
+    stage("loading")
+    try:
+        model = item.load()
+    except Exception as exc:  # a corrupt file can break any parser below us
+        log.debug("%s failed to load", item.name, exc_info=True)
+        entries = [_entry(item, s, error=_reason(exc)) for s in options.strategies]
     else:
-        for position, item in enumerate(items, 1):
-            say(f"[{position}/{len(items)}] {item.name} ...")
-            record(position, _convert_item(item, outdir, strategy_names, verify))
-    _write_reports(outdir, entries)
-    return entries
+        probe = None
+        if options.timing_runs > 0:
+            probe = LatencyProbe(model, options.verify.providers[0], options.timing_runs)
+        entries = [_convert_one(task, model, s, probe, stage) for s in options.strategies]
+    stage("recording")
+    write_record(task.outdir, item.name, {
+        "model": item.name, "source": item.source, "input_sha256": task.input_sha256,
+        "fingerprint": dict(task.fingerprint), "entries": entries,
+        "outputs": output_sizes(task.outdir, item.name, entries)})
+    return {"model": item.name, "entries": entries}
 
 
-def _write_reports(outdir: str, entries: List[Dict[str, object]]) -> None:
-    summary = {"models": len({e["model"] for e in entries}),
-               "failed": sum(1 for e in entries if e.get("error") or not e.get("passed")),
-               "entries": entries}
-    for name, text in (("report.json", json.dumps(summary, indent=2)), ("report.md", zoo_markdown(entries))):
-        write_text(os.path.join(outdir, name), text)
+class ZooProgress:
+    """What ``run_zoo`` tells whoever watches (the CLI's bar or lines); every method optional."""
+
+    def start(self, total: int, reused: int, workers: int) -> None:
+        pass
+
+    def reused(self, name: str, entries: Sequence[Mapping[str, object]]) -> None:
+        pass
+
+    def stage(self, name: str, text: str) -> None:
+        pass
+
+    def done(self, name: str, entries: Sequence[Mapping[str, object]]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _check(options: ZooOptions) -> List[str]:
+    """The full names of the providers, once the options are known to be valid."""
+    known = list(REGISTRY) + [AUTO]
+    unknown = [s for s in options.strategies if s not in known]
+    if unknown or not options.strategies:
+        raise UsageError(f"unknown strategy {unknown}; choose from {', '.join(known)}")
+    if options.timing_runs < 0:
+        raise UsageError(f"--timing-runs {options.timing_runs}: expected 0 or more")
+    return resolve_providers(options.verify.providers)  # a missing provider is one usage error, not N failures
+
+
+def run_zoo(items: Sequence[ZooItem], outdir: str, options: ZooOptions = ZooOptions(), *,
+            shard: Optional[Shard] = None, executor=None, force: bool = False,
+            progress: Optional[ZooProgress] = None, source: str = "") -> Dict[str, object]:
+    """Convert every item of the shard with every strategy; write models, records and reports.
+
+    Args:
+        items: the whole zoo (the shard is taken here, so the report lists the catalogue).
+        outdir: the output folder (created); one run at a time writes to it.
+        options: strategies, verification and timing.
+        shard: the part of ``items`` to convert. Defaults to None (all).
+        executor: from ``lrnconv.app.executors.make_executor``. Defaults to this process.
+        force: redo models whose completion record matches.
+        progress: told about each model. Defaults to nothing.
+        source: what the report names as the zoo's source.
+
+    Returns:
+        The report (what ``report.json`` holds; ``lrnconv.app.zoo_report`` documents it).
+
+    Raises:
+        UsageError, ProviderUnavailable: before any model is touched.
+        OutputError: the output folder cannot be written or another run holds it.
+    """
+    providers = _check(options)
+    options = replace(options, strategies=tuple(options.strategies),
+                      verify=replace(options.verify, providers=tuple(providers)))
+    executor = executor or SerialExecutor()
+    progress = progress or ZooProgress()
+    names = Counter(i.name for i in items)
+    if any(count > 1 for count in names.values()):
+        raise UsageError(f"two models are called {[n for n, c in names.items() if c > 1]}")
+    assigned = select(items, shard)
+    try:
+        os.makedirs(outdir, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{outdir}: cannot create the output folder ({exc.strerror or exc})") from None
+    outdir_abs = os.path.abspath(outdir)
+    started = time.time()
+    expected = fingerprint(options.to_dict())
+    results: Dict[str, List[Dict[str, object]]] = {}
+    converted: List[str] = []
+    reused: List[str] = []
+    with locked(outdir_abs):
+        remove_staging(outdir_abs)
+        tasks = []
+        for item in assigned:
+            try:
+                digest = item.input_sha256()
+            except OSError as exc:
+                results[item.name] = [_entry(item, s, error=f"{item.source}: cannot read: {exc.strerror or exc}")
+                                      for s in options.strategies]
+                continue
+            record = read_record(outdir_abs, item.name)
+            why = "forced" if force else stale_reason(record, outdir_abs, item.name, digest, expected)
+            if why is None:
+                results[item.name] = record["entries"]
+                reused.append(item.name)
+                continue
+            log.debug("%s: converting (%s)", item.name, why)
+            tasks.append((item.name, ZooTask(item, outdir_abs, options, digest, expected)))
+        progress.start(len(assigned), len(results), executor.workers)
+        for name, entries in results.items():  # reused, or unreadable
+            progress.reused(name, entries)
+        by_name = {i.name: i for i in assigned}
+
+        digests = {name: task.input_sha256 for name, task in tasks}
+
+        def done(name: str, result, error: Optional[str]) -> None:
+            if result is None:  # no result came back; the work may still have finished and recorded it
+                record = read_record(outdir_abs, name)
+                if stale_reason(record, outdir_abs, name, digests[name], expected) is None:
+                    entries = record["entries"]
+                    converted.append(name)
+                else:  # no record, so the next run retries it
+                    entries = [_entry(by_name[name], s, error=error) for s in options.strategies]
+            else:
+                entries = result["entries"]
+                converted.append(name)
+            results[name] = entries
+            progress.done(name, entries)
+
+        try:
+            executor.run(convert_model, tasks, progress.stage, done)
+        finally:
+            progress.close()
+        report = build_report(
+            [e for i in assigned for e in results.get(i.name, [])], fingerprint=expected,
+            catalogue=[i.name for i in items], assigned=[i.name for i in assigned], source=source,
+            shards=[shard.to_dict()] if shard else [],
+            run={"started": started, "seconds": time.time() - started, **executor.describe(),
+                 "converted": [i.name for i in assigned if i.name in set(converted)], "reused": reused})
+        write_reports(outdir_abs, report)
+    return report
