@@ -15,7 +15,6 @@ get the figures; nothing else depends on it.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from typing import List, Tuple
@@ -31,8 +30,12 @@ MAX_BARS = 60
 
 
 def plots_available() -> bool:
-    """Whether matplotlib can be imported."""
-    return importlib.util.find_spec("matplotlib") is not None
+    """Whether matplotlib can be imported (the ``plots`` extra)."""
+    try:
+        import matplotlib  # noqa: F401  (a third-party import: the extra is optional)
+    except ImportError:
+        return False
+    return True
 
 
 def figure_name(site_name: str) -> str:

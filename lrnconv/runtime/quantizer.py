@@ -11,8 +11,11 @@ The one place that calls ``onnxruntime.quantization``:
    per-channel symmetric int8 weights and int8 activations (symmetric by default, as
    TensorRT and most integer accelerators expect), ranges calibrated by MinMax on the
    calibration samples, fed through a ``CalibrationDataReader`` chunk by chunk in runs the
-   model accepts. The calibrator folds ranges every few chunks
-   (``CalibMaxIntermediateOutputs``), so memory does not grow with the number of samples.
+   model accepts. The MinMax calibrator adds a ReduceMin/ReduceMax pair per tensor and keeps
+   only those per chunk (a few numbers per tensor), so memory barely grows with the number of
+   samples. (``CalibMaxIntermediateOutputs`` is deliberately not used: in ONNX Runtime 1.32 it
+   drops the ranges of the chunks collected so far instead of folding them in, so the ranges
+   would come from the last few chunks only.)
 
 The quantizer's own working files live in a temporary folder that is removed when it is
 done; the QDQ model comes back as a ``ModelProto`` and is written, if at all, through
@@ -38,8 +41,6 @@ log = logging.getLogger(__name__)
 
 MIN_QDQ_OPSET = 13
 """Per-channel Q/DQ (the ``axis`` attribute) needs opset 13."""
-CALIB_CHUNKS_HELD = 8
-"""Chunks of intermediate outputs the MinMax calibrator holds before folding them into ranges."""
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,7 @@ def quantize_static_int8(model: onnx.ModelProto, calibration: Samples,
                      "QuantizeLinear/DequantizeLinear need opset 13); the float model keeps its opset")
     if model.ByteSize() > 2_000_000_000:
         raise UnsupportedModel("INT8 quantization of models over 2 GB (external data) is not supported yet")
-    extra = {"ActivationSymmetric": settings.symmetric_activations, "WeightSymmetric": True,
-             "CalibMaxIntermediateOutputs": CALIB_CHUNKS_HELD}
+    extra = {"ActivationSymmetric": settings.symmetric_activations, "WeightSymmetric": True}
     with tempfile.TemporaryDirectory(prefix="lrnconv-int8-") as folder, _quiet_root():
         prepared = os.path.join(folder, "prepared.onnx")
         output = os.path.join(folder, "int8.onnx")
