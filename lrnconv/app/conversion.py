@@ -225,7 +225,7 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
         elif halves is not None:
             checked = halves[1]
             result.notes.append(f"verified on the {halves[1].count} held-out samples (the second half of the "
-                                f"data; the first {halves[0].count} fitted and calibrated the quantizer)")
+                                f"data; the first {halves[0].count} calibrated the INT8 quantizer and fitted any approximation)")
         elif fitted is not None:
             checked = fitted.evaluation
             result.notes.append(f"verified on the {fitted.evaluation_samples} held-out samples "
