@@ -30,6 +30,8 @@ _API = {
     "lrnconv.graph.families": ("Family",),
     "lrnconv.graph.sites": ("LrnSite", "find_lrn"),
     "lrnconv.maths.drift": ("Drift", "Tolerance", "compare"),
+    "lrnconv.measure.importance": ("Importance",),
+    "lrnconv.measure.quantization": ("FloatIsland", "Int8Options", "Int8Report"),
     "lrnconv.measure.verification": ("DriftReport", "verify"),
 }
 _HOME = {name: module for module, names in _API.items() for name in names}

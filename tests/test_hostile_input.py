@@ -29,7 +29,7 @@ from lrnconv.base.errors import OutputError
 from lrnconv.formats.caffe import CaffeNetBuilder, write_caffemodel, write_prototxt
 from lrnconv.models import build
 
-from conftest import lrn_model, lrn_scale_inputs, run
+from conftest import lrn_model, lrn_scale_inputs
 
 
 def invoke(*args):
@@ -524,6 +524,40 @@ def test_an_interrupted_convert_leaves_nothing_half_written(big_model, tmp_path,
     for name in ("out.onnx", "small_out.onnx", "small.onnx"):
         if (folder / name).exists():
             (folder / name).unlink()
+
+
+class _ModuleInterruptedWhileLoading:
+    """What ``from .cli import main`` meets when Ctrl-C lands inside ONNX Runtime's pybind11 init."""
+
+    def __getattr__(self, name):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as stop:
+            raise ImportError("initialization failed") from stop
+
+
+def test_ctrl_c_inside_a_compiled_modules_start_up_is_an_interrupt(monkeypatch, capsys):
+    from lrnconv.app import entry
+
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # the test process keeps its own SIGTERM
+    monkeypatch.setitem(sys.modules, "lrnconv.app.cli", _ModuleInterruptedWhileLoading())
+    with pytest.raises(SystemExit) as stopped:
+        entry.main()
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err == "lrnconv: interrupted; nothing was written\n"
+
+
+def test_an_import_error_of_its_own_still_surfaces(monkeypatch):
+    from lrnconv.app import entry
+
+    class Broken:
+        def __getattr__(self, name):
+            raise ImportError("a real missing library")
+
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    monkeypatch.setitem(sys.modules, "lrnconv.app.cli", Broken())
+    with pytest.raises(ImportError, match="a real missing library"):
+        entry.main()
 
 
 def lrn_model_path(folder):

@@ -21,7 +21,8 @@ import click
 
 from .. import __version__
 from ..base.errors import (EXIT_BAD_INPUT, EXIT_DRIFT, EXIT_INTERRUPTED, EXIT_NOT_VERIFIABLE, EXIT_TERMINATED,
-                           LrnConvError, RunFailed, Terminated, UnsupportedModel, UsageError, raise_terminated)
+                           LrnConvError, RunFailed, Terminated, UnsupportedModel, UsageError, interruption_behind,
+                           raise_terminated)
 from ..base.files import OutputGuard, bytes_writer, same_file, write_files
 from ..base.text import json_text
 from ..formats.modelio import CAFFE_SUFFIXES, load, model_writer
@@ -29,17 +30,20 @@ from ..graph.metadata import import_notes
 from ..maths.drift import ERROR_STATS, Tolerance
 from ..measure.calibration import DEFAULT_CALIBRATION_SAMPLES
 from ..measure.golden import GoldenRecorder, golden_writer, load_golden
-from ..measure.verification import DEFAULT_SAMPLES, verify as run_verify
+from ..measure.importance import DEFAULT_STRATEGIES
+from ..measure.quantization import QUANTIZE_CHOICES, Int8Options, verify_quantized
+from ..measure.verification import DEFAULT_SAMPLES, samples_for, verify as run_verify
 from ..passes import REGISTRY
 from ..passes.decompose import POWERS, WINDOWS
 from ..runtime.datafiles import ImagePreprocessing, load_data
 from ..runtime.inputs import array_samples, input_specs, parse_input_shapes, parse_input_values
 from ..runtime.runnable import REFERENCES
-from .conversion import AUTO, VerifyOptions, convert
+from .conversion import AUTO, VerifyOptions, convert, int8_path
 from .inspection import inspect as inspect_model
-from .render import inspection_text, records_text, report_text
 from .executors import make_executor
+from .plots import PLOTS_HINT, figure_writers, plots_available
 from .progress import BarProgress, LineProgress
+from .render import importance_text, inspection_text, int8_text, records_text, report_text
 from .shards import parse_shard
 from .zoo import DEFAULT_TIMING_RUNS, ZooOptions, ZooProgress, builtin_items, folder_items, run_zoo
 from .zoo_report import merge_reports
@@ -65,6 +69,13 @@ class _Cli(click.Group):
         except Terminated:
             click.echo("lrnconv: terminated; nothing was left half-written", err=True)
             code = EXIT_TERMINATED
+        except Exception as exc:  # a signal while a lazily imported compiled module loads
+            stop = interruption_behind(exc)
+            if stop is None:
+                raise
+            click.echo(f"lrnconv: {'interrupted' if isinstance(stop, KeyboardInterrupt) else 'terminated'}; "
+                       "nothing was left half-written", err=True)
+            code = EXIT_INTERRUPTED if isinstance(stop, KeyboardInterrupt) else EXIT_TERMINATED
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
@@ -191,6 +202,20 @@ def with_model_input_options(func):
     return func
 
 
+image_options = [
+    click.option("--mean", help="Image folders: per-channel mean, model channel order (e.g. 104,117,123)."),
+    click.option("--std", help="Image folders: per-channel std. Defaults to 1."),
+    click.option("--size", help="Image folders: H,W to resize to. Defaults to the model's input size."),
+    click.option("--bgr", is_flag=True, help="Image folders: feed BGR (Caffe models)."),
+]
+
+
+def with_image_options(func):
+    for option in reversed(image_options):
+        func = option(func)
+    return func
+
+
 @click.group(cls=_Cli)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.version_option(package_name="lrnconv")
@@ -201,20 +226,87 @@ def main(debug: bool) -> None:
     logging.captureWarnings(True)  # a library's RuntimeWarning is one logged line, not Python's noise
 
 
+quantize_option = click.option("--quantize", type=click.Choice(QUANTIZE_CHOICES), default=None,
+                               help="Also quantize with ONNX Runtime's static quantizer (QDQ, per-channel symmetric "
+                                    "int8) on the first half of the data and measure the INT8 model against the "
+                                    "float original on the second half (a proxy for the target's own quantizer).")
+exclude_decomposition_option = click.option(
+    "--quantize-exclude-decomposition", "exclude_decomposition", is_flag=True,
+    help="--quantize: keep the nodes decompose emits in float (they are then listed as float islands).")
+
+
+def _int8_options(quantize: Optional[str], exclude_decomposition: bool) -> Optional[Int8Options]:
+    if quantize is None:
+        if exclude_decomposition:
+            click.echo("WARNING: --quantize-exclude-decomposition is ignored without --quantize int8", err=True)
+        return None
+    return Int8Options(exclude_decomposition=exclude_decomposition)
+
+
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--weights", type=click.Path(dir_okay=False), help="Caffe .caffemodel for a .prototxt MODEL.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--data", type=click.Path(), help="Measure each site's importance on this data (.npy, .npz or a folder "
+              "of images): the first half fits, every effect is measured on the second.")
+@with_image_options
+@click.option("--samples", type=click.IntRange(min=2), default=None, help="Data samples to use [default: all].")
+@click.option("--tolerance", help="What the verdicts judge by [default: top1=0.995,cosine=0.999].")
+@click.option("--strategies", default=",".join(DEFAULT_STRATEGIES), show_default=True,
+              help="--data: strategies to apply to each site alone (remove and fold always are): "
+                   "remove, fold, bn, l2, decompose.")
+@quantize_option
+@exclude_decomposition_option
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False),
+              help="--data: write per-site figures into this folder (needs the plots extra).")
+@click.option("--provider", default="cpu", show_default=True, help="--data: where to run (cpu, cuda or a full name).")
+@click.option("--drop-nonfinite", is_flag=True, help="--data: leave samples holding NaN or Inf out.")
+@with_model_input_options
 @check_option
-def inspect(model: str, weights: Optional[str], as_json: bool, no_check: bool) -> None:
-    """List every LRN site of MODEL and what each strategy would do with it."""
+def inspect(model: str, weights: Optional[str], as_json: bool, data, mean, std, size, bgr, samples, tolerance,
+            strategies, quantize, exclude_decomposition, plot_dir, provider, drop_nonfinite, input_shapes,
+            input_values, reference_mode, no_check) -> None:
+    """List every LRN site of MODEL and what each strategy would do with it; with --data, how much each matters."""
+    if data is None:
+        ignored = [name for name, value in (("--quantize", quantize), ("--plot", plot_dir), ("--samples", samples),
+                                            ("--tolerance", tolerance)) if value]
+        if ignored:
+            click.echo(f"WARNING: {', '.join(ignored)} need --data and are ignored", err=True)
+        quantize, plot_dir = None, None
+    if plot_dir is not None:
+        if not os.path.isdir(plot_dir):
+            raise UsageError(f"--plot {plot_dir}: no such folder")
+        if not plots_available():
+            click.echo(f"note: {PLOTS_HINT}", err=True)
+            plot_dir = None
     loaded = _load(model, weights, check=not no_check)
+    inputs = None
+    if data is not None:
+        _, values = _model_inputs(loaded, input_shapes, input_values)
+        inputs = _samples(data, loaded, samples, _preprocessing(mean, std, size, bgr), values)
     with _about(model):
-        inspection = inspect_model(loaded)
+        inspection = inspect_model(loaded, inputs, tolerance=_tolerance(tolerance), strategies=_providers(strategies),
+                                   quantize=_int8_options(quantize, exclude_decomposition), provider=provider,
+                                   reference=reference_mode, drop_nonfinite=drop_nonfinite)
+    written = []
+    if plot_dir is not None and inspection.importance is not None:
+        guard = OutputGuard([model, weights, data])
+        items = figure_writers(inspection.importance, plot_dir)
+        write_files(items, guard)
+        written = [path for path, _ in items]
     if as_json:
-        click.echo(json_text(inspection.to_dict(model)))
+        document = inspection.to_dict(model)
+        if written:
+            document["figures"] = written
+        click.echo(json_text(document))
     else:
         click.echo(inspection_text(model, inspection))
+        if inspection.importance is not None:
+            click.echo(importance_text(inspection.importance))
+        for note in inspection.notes:
+            click.echo(f"note: {note}")
+        for path in written:
+            click.echo(f"wrote {path}")
     _echo_import_notes(model, loaded)
 
 
@@ -260,20 +352,6 @@ def _tolerance(text: Optional[str]) -> Optional[Tolerance]:
         raise UsageError(f"--tolerance: {exc}") from None
 
 
-image_options = [
-    click.option("--mean", help="Image folders: per-channel mean, model channel order (e.g. 104,117,123)."),
-    click.option("--std", help="Image folders: per-channel std. Defaults to 1."),
-    click.option("--size", help="Image folders: H,W to resize to. Defaults to the model's input size."),
-    click.option("--bgr", is_flag=True, help="Image folders: feed BGR (Caffe models)."),
-]
-
-
-def with_image_options(func):
-    for option in reversed(image_options):
-        func = option(func)
-    return func
-
-
 @main.command(name="convert")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Output .onnx path.")
@@ -300,11 +378,14 @@ def with_image_options(func):
 @error_stat_option
 @click.option("--drop-nonfinite", is_flag=True,
               help="Leave calibration samples holding NaN or Inf out (and count them) instead of refusing the data.")
+@quantize_option
+@exclude_decomposition_option
 @with_model_input_options
 @check_option
 def convert_command(model, output, weights, strategy, calib, mean, std, size, bgr, tolerance, samples,
                     providers, atol, rtol, no_verify, report, in_place, window, power, error_stat,
-                    drop_nonfinite, input_shapes, input_values, reference_mode, no_check) -> None:
+                    drop_nonfinite, quantize, exclude_decomposition, input_shapes, input_values, reference_mode,
+                    no_check) -> None:
     """Rewrite every LRN of MODEL with a strategy, verify it, and save it to OUTPUT."""
     if in_place and model.lower().endswith(CAFFE_SUFFIXES):
         raise UsageError(f"{model}: --in-place replaces ONNX models only; a Caffe prototxt stays as it is "
@@ -316,7 +397,11 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
     if not in_place and os.path.exists(output) and os.path.exists(model) and same_file(output, model):
         raise UsageError(f"{output}: refusing to overwrite the input model; pass --in-place")
     guard = OutputGuard([weights, calib] + ([] if in_place else [model]))
-    guard.check_all([t for t in (report, output) if t])
+    int8_options = _int8_options(quantize, exclude_decomposition)
+    int8_output = int8_path(output) if int8_options is not None else None
+    if int8_output is not None and os.path.exists(int8_output) and same_file(int8_output, model):
+        raise UsageError(f"{int8_output}: is the input model; refusing to overwrite it with the INT8 model")
+    guard.check_all([t for t in (report, output, int8_output) if t])
     loaded = _load(model, weights, check=not no_check)
     shapes, values = _model_inputs(loaded, input_shapes, input_values)
     data = _samples(calib, loaded, samples, _preprocessing(mean, std, size, bgr), values)
@@ -329,12 +414,16 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
         result = convert(loaded, strategy, calibration=data, tolerance=_tolerance(tolerance),
                          verify=verify_options, inplace=True, options=options,
                          calibration_samples=samples or DEFAULT_CALIBRATION_SAMPLES, reference=reference_mode,
-                         input_shapes=shapes, input_values=values, drop_nonfinite=drop_nonfinite)
+                         input_shapes=shapes, input_values=values, drop_nonfinite=drop_nonfinite,
+                         quantize=int8_options)
     replaces_input = in_place and os.path.exists(output) and os.path.abspath(output) == os.path.abspath(model)
     written = not (replaces_input and not result.passed)
-    if written:  # the report lands first, the model right after it: both or neither
-        files = [(report, bytes_writer(json_text(result.to_dict(model, output)).encode()))] if report else []
-        write_files(files + [(output, model_writer(result.model))], guard)
+    if written:  # the report lands first, the model right after it (then its INT8 model): all or none
+        files = [(report, bytes_writer(json_text(result.to_dict(model, output, int8_output)).encode()))] if report else []
+        files.append((output, model_writer(result.model)))
+        if result.int8 is not None:
+            files.append((int8_output, model_writer(result.int8.model)))
+        write_files(files, guard)
     if result.random_inputs:
         _random_inputs_warning(" and ".join(result.random_inputs))
     click.echo(records_text(result.sites))
@@ -342,10 +431,16 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
         click.echo(f"note: {note}")
     if result.verify is not None:
         click.echo(report_text(result.verify, output, show_notes=False))
+    if result.int8 is not None:
+        click.echo(int8_text(result.int8, result.verify, int8_output, proxy_note=False))
+    if written and result.int8 is not None:
+        click.echo(f"wrote {int8_output}")
     click.echo(f"wrote {output}" if written else f"{model} was NOT replaced: verification did not pass (--in-place "
                                                  "replaces the input only after a pass)")
     _echo_import_notes(model, loaded)
     _exit_for(result.verify)
+    if result.int8 is not None:
+        _exit_for(result.int8.verify)
 
 
 @main.command(name="verify")
@@ -362,29 +457,42 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
 @click.option("--per-site", is_flag=True, help="Also compare the tensor right after each LRN site.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--tolerance", help="Judge by task-level tolerance (e.g. top1=0.995,cosine=0.999) "
-              "instead of --atol/--rtol.")
+              "instead of --atol/--rtol (--quantize: what the INT8 model is judged by; default top1=0.995,cosine=0.999).")
 @error_stat_option
 @click.option("--save-outputs", type=click.Path(dir_okay=False),
               help="Keep the samples and the reference's outputs (first provider) in this .npz, to compare against later.")
 @click.option("--load-outputs", type=click.Path(dir_okay=False),
               help="Compare CANDIDATE against the outputs in this .npz (saved with --save-outputs, or produced by "
                    "the original framework) instead of running REFERENCE.")
+@quantize_option
+@exclude_decomposition_option
+@click.option("--save-int8", type=click.Path(dir_okay=False), help="--quantize: write the INT8 model here.")
 @with_model_input_options
 @check_option
 def verify_command(reference, candidate, data, mean, std, size, bgr, samples, providers, atol, rtol,
-                   per_site, as_json, tolerance, error_stat, save_outputs, load_outputs, input_shapes,
-                   input_values, reference_mode, no_check) -> None:
+                   per_site, as_json, tolerance, error_stat, save_outputs, load_outputs, quantize,
+                   exclude_decomposition, save_int8, input_shapes, input_values, reference_mode, no_check) -> None:
     """Measure how far CANDIDATE's outputs drift from REFERENCE's in ONNX Runtime."""
     if load_outputs and data:
         raise UsageError("--load-outputs brings its own samples; give --data or --load-outputs, not both")
+    int8_options = _int8_options(quantize, exclude_decomposition)
+    if int8_options is not None and (save_outputs or load_outputs):
+        raise UsageError("--quantize runs REFERENCE itself; it does not take --save-outputs or --load-outputs")
+    if save_int8 is not None and int8_options is None:
+        raise UsageError("--save-int8 needs --quantize int8")
     guard = OutputGuard([reference, candidate, data, load_outputs])
-    if save_outputs:
-        guard.check(save_outputs)
+    guard.check_all([t for t in (save_outputs, save_int8) if t])
     ref = _load(reference, check=not no_check)
     cand = _load(candidate, check=not no_check)
     with _about(reference):
         shapes, values = _model_inputs(ref, input_shapes, input_values)
     inputs = _samples(data, ref, samples, _preprocessing(mean, std, size, bgr), values)
+    if int8_options is not None:
+        _verify_int8(ref, cand, inputs, reference=reference, candidate=candidate, samples=samples, shapes=shapes,
+                     values=values, providers=_providers(providers), tolerance=_tolerance(tolerance),
+                     options=int8_options, reference_mode=reference_mode, atol=_per_output(atol),
+                     rtol=_per_output(rtol), error_stat=error_stat, as_json=as_json, save_int8=save_int8, guard=guard)
+        return
     golden = None
     if load_outputs:
         with _about(load_outputs):
@@ -407,6 +515,32 @@ def verify_command(reference, candidate, data, mean, std, size, bgr, samples, pr
     else:
         click.echo(report_text(report, candidate))
     _exit_for(report)
+
+
+def _verify_int8(ref, cand, inputs, *, reference, candidate, samples, shapes, values, providers, tolerance, options,
+                 reference_mode, atol, rtol, error_stat, as_json, save_int8, guard) -> None:
+    """``verify --quantize int8``: CANDIDATE and its INT8 model against REFERENCE on the held-out half."""
+    if inputs is None:
+        inputs, _ = samples_for(ref, samples=samples or DEFAULT_CALIBRATION_SAMPLES, input_shapes=shapes,
+                                input_values=values)
+    try:
+        checked = verify_quantized(ref, cand, inputs, providers=providers, tolerance=tolerance, options=options,
+                                   reference_mode=reference_mode, atol=atol, rtol=rtol, error_stat=error_stat)
+    except RunFailed as exc:
+        raise RunFailed(f"{reference if exc.role == 'reference' else candidate}: {exc}", exc.role) from None
+    if save_int8 is not None:
+        write_files([(save_int8, model_writer(checked.int8.model))], guard)
+    if inputs.random and not as_json:
+        _random_inputs_warning("quantizing and verifying")
+    if as_json:
+        click.echo(json_text(checked.to_dict(save_int8)))
+    else:
+        click.echo(report_text(checked.float, candidate))
+        click.echo(int8_text(checked.int8, checked.float, save_int8 or candidate))
+        if save_int8 is not None:
+            click.echo(f"wrote {save_int8}")
+    _exit_for(checked.float)
+    _exit_for(checked.int8.verify)
 
 
 class _ZooGroup(click.Group):

@@ -6,10 +6,17 @@ built once; calibration, ``auto`` and verification all get them handed down. The
 is edited with onnx-graphsurgeon and spliced back into the original ``ModelProto``
 (nothing untouched is lost, no weight is copied). Verification, when asked for, compares
 against the model as it was before the rewrite.
+
+With ``quantize`` (``--quantize int8``) the converted float model is also quantized with ONNX
+Runtime's static quantizer on the first half of the data and verified on the held-out second
+half against the *float original* (``lrnconv.measure.quantization``); the float verification
+then runs on the same held-out half, so the two drifts stand side by side. ``auto`` judges every
+candidate by its INT8 model's drift.
 """
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -22,7 +29,8 @@ from ..engine.protocol import EXACT, SiteRecord, Strategy
 from ..graph.sites import LrnSite, find_lrn
 from ..maths.drift import Tolerance
 from ..maths.stats import SiteStats
-from ..measure.calibration import DEFAULT_CALIBRATION_SAMPLES, Calibration, calibrate
+from ..measure.calibration import DEFAULT_CALIBRATION_SAMPLES, Calibration, calibrate, split_halves
+from ..measure.quantization import INT8, PROXY_NOTE, Int8Options, Int8Report, int8_trial, quantize_and_verify
 from ..measure.selection import select
 from ..measure.verification import DEFAULT_SAMPLES, DriftReport, PerOutput, samples_for, verify_against
 from ..passes import AUTO_ORDER, REGISTRY
@@ -32,6 +40,26 @@ from ..runtime.runnable import RunnableReference
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
+INT8_SUFFIX = ".int8.onnx"
+
+
+def int8_path(output: str) -> str:
+    """Where the INT8 model of ``output`` goes: ``OUT.int8.onnx`` beside it (``net.onnx`` -> ``net.int8.onnx``)."""
+    root, ext = os.path.splitext(output)
+    return (root if ext.lower() == ".onnx" else output) + INT8_SUFFIX
+
+
+def quantize_options(quantize: Union[None, str, Int8Options]) -> Optional[Int8Options]:
+    """``"int8"`` or ``Int8Options`` -> options; None stays None.
+
+    Raises:
+        UsageError: anything else.
+    """
+    if quantize is None or isinstance(quantize, Int8Options):
+        return quantize
+    if isinstance(quantize, str) and quantize.lower() == INT8:
+        return Int8Options()
+    raise UsageError(f"unknown quantization '{quantize}'; choose from {INT8}")
 
 
 def strategies() -> Dict[str, Strategy]:
@@ -67,18 +95,24 @@ class ConversionResult:
     verify: Optional[DriftReport] = None
     notes: List[str] = field(default_factory=list)
     random_inputs: List[str] = field(default_factory=list)
-    """What was done on seeded random inputs for want of data: 'fitting', 'verifying'."""
+    """What was done on seeded random inputs for want of data: 'fitting', 'verifying', 'quantizing'."""
+    int8: Optional[Int8Report] = None
+    """With ``quantize``: the INT8 model, its drift from the float original, its float islands."""
 
     @property
     def passed(self) -> bool:
-        """True unless verification ran and failed."""
-        return self.verify is None or self.verify.passed
+        """True unless verification ran and failed (the INT8 model's too, when there is one)."""
+        return (self.verify is None or self.verify.passed) and (self.int8 is None or self.int8.passed)
 
-    def to_dict(self, input_path: Optional[str] = None, output_path: Optional[str] = None) -> Dict[str, object]:
-        return {"input": input_path, "output": output_path, "strategy": self.strategy,
-                "sites": [r.to_dict() for r in self.sites],
-                "verify": self.verify.to_dict() if self.verify is not None else None,
-                "notes": list(self.notes)}
+    def to_dict(self, input_path: Optional[str] = None, output_path: Optional[str] = None,
+                int8_output: Optional[str] = None) -> Dict[str, object]:
+        out = {"input": input_path, "output": output_path, "strategy": self.strategy,
+               "sites": [r.to_dict() for r in self.sites],
+               "verify": self.verify.to_dict() if self.verify is not None else None,
+               "notes": list(self.notes)}
+        if self.int8 is not None:
+            out["int8"] = self.int8.to_dict(int8_output)
+        return out
 
 
 def needs_calibration(strategy: str, sites: Sequence[LrnSite]) -> bool:
@@ -95,7 +129,7 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
             calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES, reference: str = "native",
             input_shapes: Optional[Mapping[str, Tuple[int, ...]]] = None,
             input_values: Optional[Mapping[str, np.ndarray]] = None,
-            drop_nonfinite: bool = False) -> ConversionResult:
+            drop_nonfinite: bool = False, quantize: Union[None, str, Int8Options] = None) -> ConversionResult:
     """Rewrite every LRN site of ``model`` with ``strategy``.
 
     Approximating strategies (``fold``, ``bn``, ``l2``, and ``auto``) fit their parameters
@@ -121,6 +155,10 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
         input_shapes: shapes of inputs with symbolic dims, for random samples.
         input_values: values of the inputs fed whole (an ``If`` condition, a trip count).
         drop_nonfinite: leave calibration samples holding NaN or Inf out instead of refusing them.
+        quantize: ``"int8"`` or ``Int8Options``: also quantize the result (ONNX Runtime, QDQ,
+            per-channel symmetric int8) on the first half of ``calibration`` and verify it on the
+            held-out half against the float original (``result.int8``); ``auto`` then judges
+            candidates by their INT8 drift. Defaults to None (no quantization).
 
     Raises:
         UsageError: unknown strategy.
@@ -128,6 +166,7 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
     """
     if strategy != AUTO and strategy not in REGISTRY:
         raise UsageError(f"unknown strategy '{strategy}'; choose from {', '.join(list(REGISTRY) + [AUTO])}")
+    quantize = quantize_options(quantize)
     sites = find_lrn(model)
     tolerance = tolerance or Tolerance()
     notes: List[str] = [] if sites else ["no LRN site found; the model is unchanged"]
@@ -136,7 +175,7 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
     provider = verify.providers[0] if verify is not None and verify.providers else "cpu"
     needs_data = stats is None and needs_calibration(strategy, sites)
     runnable = None
-    if verify is not None or strategy == AUTO or needs_data:
+    if verify is not None or strategy == AUTO or needs_data or quantize is not None:
         original = model
         if inplace:  # the rewrite edits ``model``: the reference keeps what it was
             original = onnx.ModelProto()
@@ -146,30 +185,50 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
     if data is not None and not isinstance(data, Samples):
         data = array_samples(model, data, values=input_values, what="calibration data")
     fitted: Optional[Calibration] = None
+    halves: Optional[Tuple[Samples, Samples]] = None
+    if (needs_data or quantize is not None) and data is None:
+        data, guessed = random_samples(model, calibration_samples, shapes=input_shapes, values=input_values)
+        notes.extend(guessed)
+    if quantize is not None:
+        if not data.random:
+            data, dropped = data.finite(drop_nonfinite)
+            if dropped:
+                notes.append(f"{dropped} sample(s) of {data.origin} held NaN or Inf and were left out")
+        halves = split_halves(data)  # the quantizer calibrates on the first, INT8 is judged on the second
+        if data.random:
+            notes.append(f"NO CALIBRATION DATA: INT8 ranges calibrated and judged on {data.description}; "
+                         "INT8 drift on real data may differ")
     if needs_data:
-        if data is None:
-            data, guessed = random_samples(model, calibration_samples, shapes=input_shapes, values=input_values)
-            notes.extend(guessed)
         fitted = calibrate(runnable, data, provider=provider, drop_nonfinite=drop_nonfinite)
         stats = fitted.stats
-        notes.extend(fitted.notes)
+        notes.extend(n for n in fitted.notes if n not in notes)
     stats = dict(stats or {})
 
     attempts = {}
     if strategy == AUTO:
-        plan, attempts = select(runnable, fitted, tolerance, provider, stats=stats, options=dict(options or {}))
+        prepare, label = None, ""
+        if quantize is not None:
+            prepare, label = int8_trial(halves[0], quantize), "INT8"
+            if fitted is None:  # nothing to fit, but the candidates are still judged on the held-out half
+                fitted = Calibration({}, halves[1], halves[0].count)
+        plan, attempts = select(runnable, fitted, tolerance, provider, stats=stats, options=dict(options or {}),
+                                prepare=prepare, label=label)
     else:
         plan = uniform_plan(sites, strategy)
     converted, records = rewrite(model, plan, sites=sites, stats=stats, options=options, inplace=inplace)
     for record in records:
         record.attempts = attempts.get(record.site.output, [])
     result = ConversionResult(converted, strategy, records, notes=notes)
-    if fitted is not None and data.random:
+    if fitted is not None and data.random and needs_data:
         result.random_inputs.append("fitting")
     if verify is not None:
         approximate = any(r.status != EXACT for r in records)
         if verify.inputs is not None:
             checked = array_samples(model, verify.inputs, values=input_values, what="verification data")
+        elif halves is not None:
+            checked = halves[1]
+            result.notes.append(f"verified on the {halves[1].count} held-out samples (the second half of the "
+                                f"data; the first {halves[0].count} calibrated the INT8 quantizer and fitted any approximation)")
         elif fitted is not None:
             checked = fitted.evaluation
             result.notes.append(f"verified on the {fitted.evaluation_samples} held-out samples "
@@ -189,6 +248,14 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
                                        site_tensors=site_tensors, tolerance=tolerance if approximate else None)
         _attach_site_drift(result)
         result.notes.extend(n for n in result.verify.notes if n not in result.notes)
+    if quantize is not None:
+        evaluation = halves[1] if verify is None or verify.inputs is None else checked
+        providers = verify.providers if verify is not None else ("cpu",)
+        result.int8 = quantize_and_verify(runnable, converted, halves[0], evaluation, options=quantize,
+                                          providers=providers, tolerance=tolerance, records=records)
+        if data.random:
+            result.random_inputs.append("quantizing")
+        result.notes.append(PROXY_NOTE)
     log.info("%d LRN site(s) rewritten with %s", len(records), strategy)
     return result
 

@@ -10,17 +10,18 @@ from __future__ import annotations
 import signal
 import sys
 
-from ..base.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, raise_terminated
+from ..base.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, interruption_behind, raise_terminated
 
 
 def main() -> None:
     signal.signal(signal.SIGTERM, raise_terminated)
     try:
         from .cli import main as command
-    except KeyboardInterrupt:
-        sys.stderr.write("lrnconv: interrupted; nothing was written\n")
-        sys.exit(EXIT_INTERRUPTED)
-    except Terminated:
-        sys.stderr.write("lrnconv: terminated; nothing was written\n")
-        sys.exit(EXIT_TERMINATED)
+    except BaseException as exc:
+        stop = interruption_behind(exc)
+        if stop is None:
+            raise
+        how = "interrupted" if isinstance(stop, KeyboardInterrupt) else "terminated"
+        sys.stderr.write(f"lrnconv: {how}; nothing was written\n")
+        sys.exit(EXIT_INTERRUPTED if isinstance(stop, KeyboardInterrupt) else EXIT_TERMINATED)
     command()

@@ -5,10 +5,12 @@ turns them into lines a person reads in a terminal or a report file.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from ..graph.targets import target_support
 from ..maths.drift import Drift
+from ..measure.importance import Effect, Importance
+from ..measure.quantization import PROXY_NOTE, Int8Report
 from ..measure.verification import DriftReport
 from .inspection import Inspection
 
@@ -231,3 +233,87 @@ def zoo_markdown(report: Dict[str, object]) -> str:
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def _share(value: float) -> str:
+    return f"{value * 100:.3g}%"
+
+
+def _effect_cells(effect: Optional[Effect]) -> List[str]:
+    if effect is None:
+        return ["-", "-", "-"]
+    return [_pct(effect.top1), f"{effect.cosine:.5f}", _g(effect.max_rel)]
+
+
+def importance_text(importance: Importance) -> str:
+    """``inspect --data``'s importance: the ranking table, per-strategy effects (float, INT8), the rules."""
+    tol = ", ".join(f"{k} {'<=' if k == 'max_rel' else '>='} {v:g}" for k, v in importance.tolerance.to_dict().items())
+    lines = [f"importance on {importance.evaluation_samples} held-out samples ({importance.calibration_samples} "
+             f"others fitted the scales); verdicts judged by {tol}"]
+    rows = []
+    for s in importance.ranking:
+        d = s.divisor.summary()
+        remove, fold = s.alone.get("remove"), s.alone.get("fold")
+        rows.append([str(s.rank), s.site.name, s.verdict, _share(s.unexplained), _share(s.unexplained_affine),
+                     f"{d['p5']:.3g} / {d['p50']:.3g} / {d['p95']:.3g}"]
+                    + _effect_cells(remove.float if remove else None) + _effect_cells(fold.float if fold else None))
+    lines += _table(["rank", "site", "verdict", "unexplained", "(+shift)", "divisor p5 / p50 / p95",
+                     "remove top-1", "cosine", "max rel", "fold top-1", "cosine", "max rel"], rows)
+    quantized = importance.int8_settings is not None
+    if quantized or any(len(s.alone) > 2 for s in importance.sites):
+        lines.append("each strategy at one site alone (the others kept)" + (", float and INT8:" if quantized else ":"))
+        header = ["site", "strategy", "status", "top-1", "cosine", "max rel"]
+        if quantized:
+            header += ["INT8 top-1", "INT8 cosine", "INT8 max rel"]
+        rows = []
+        for s in importance.ranking:
+            for name, alone in s.alone.items():
+                cells = [s.site.name, name, alone.status] + _effect_cells(alone.float)
+                if quantized:
+                    cells += _effect_cells(alone.int8)
+                if alone.error:
+                    cells.append(alone.error)
+                rows.append(cells)
+        if quantized:
+            rows.append(["(none)", "original", "-", "100.00%", "1.00000", "0"] + _effect_cells(importance.int8_original))
+        lines += _table(header, rows)
+        if quantized:
+            lines.append(f"INT8: {importance.int8_settings}, calibrated on the {importance.calibration_samples} "
+                         "fitting samples; 'original' is the INT8 model with every LRN left in float")
+    lines.append("why:")
+    lines += [f"  {s.site.name} {s.verdict}: {s.rule}" for s in importance.ranking]
+    return "\n".join(lines)
+
+
+def int8_text(int8: Int8Report, float_report: Optional[DriftReport], label: str = "", proxy_note: bool = True) -> str:
+    """Float drift and INT8 drift side by side, the float islands, one INT8 verdict line."""
+    opset = f"; opset {int8.opset_from} -> {int8.opset_to}" if int8.opset_to != int8.opset_from else ""
+    lines = [f"INT8 ({int8.settings}; calibrated on {int8.calibration_samples} samples{opset}) against the float "
+             f"original on {int8.verify.samples} held-out samples"]
+    header = ["tensor", "float max rel", "INT8 max rel", "float cosine", "INT8 cosine", "float top-1", "INT8 top-1"]
+    for provider, drift in int8.verify.providers.items():
+        floats = (float_report.providers[provider].outputs
+                  if float_report is not None and provider in float_report.providers else {})
+        rows = []
+        for name, d in drift.outputs.items():
+            f = floats.get(name)
+            rows.append([name, _g(f.max_rel) if f else "-", _g(d.max_rel), f"{f.cosine:.6f}" if f else "-",
+                         f"{d.cosine:.6f}", _pct(f.top1) if f else "-", _pct(d.top1)])
+        lines.append(f"[{provider}] float vs INT8")
+        lines += _table(header, rows)
+        lines += _nonfinite_lines(provider, drift.outputs)
+    if int8.float_islands:
+        lines.append(f"float islands ({len(int8.float_islands)}; not deployable as it is on an integer-only target):")
+        lines += [f"  {island.describe()}" for island in int8.float_islands]
+    else:
+        lines.append("float islands: none (every compute node is quantized)")
+    for note in int8.notes:
+        lines.append(f"note: {note}")
+    if proxy_note:
+        lines.append(f"note: {PROXY_NOTE}")
+    lines.append("INT8 " + verdict_line(int8.verify, label))
+    return "\n".join(lines)

@@ -5,7 +5,9 @@ Library code raises these and never prints or exits; the CLI turns every
 which is a result, not an error).
 Messages name the file, node or layer, the value seen and what would be valid.
 """
+from __future__ import annotations
 
+from typing import Optional
 
 EXIT_DRIFT = 1
 """A verification over tolerance (or a zoo model that failed)."""
@@ -63,3 +65,18 @@ class Terminated(BaseException):
 def raise_terminated(signum, frame) -> None:
     """A SIGTERM handler: turn the signal into ``Terminated``."""
     raise Terminated()
+
+
+def interruption_behind(exc: BaseException) -> Optional[BaseException]:
+    """The Ctrl-C or SIGTERM that caused ``exc``, if one did.
+
+    A signal that lands while a compiled module initialises (ONNX Runtime's, at start-up) comes
+    out as that module's ``ImportError``, with the ``KeyboardInterrupt`` only in its chain.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (KeyboardInterrupt, Terminated)):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

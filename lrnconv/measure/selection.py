@@ -9,17 +9,24 @@ is accepted when every output passes the tolerance. Exact candidates are accepte
 run; ``decompose`` is the exact fallback. Every candidate that is not taken is recorded with
 the reason: not applicable on this graph, no statistics, outside the tolerance (with the
 numbers), or refused by ONNX Runtime; the walk goes on to the next.
+
+With ``prepare`` (``--quantize int8``), each trial model is first turned into the model the
+candidate is judged by (its INT8 model, ``lrnconv.measure.quantization.int8_trial``), and every
+candidate is measured, exact ones included: a rewrite that is exact in float can still drift
+after quantization. Where no candidate's prepared model is within tolerance, ``decompose`` is
+the fallback as before, and the attempts say that it was outside too.
 """
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+import onnx
 
 from ..base.errors import LrnConvError
 from ..engine.plan import rewrite
-from ..engine.protocol import EXACT, Attempt
+from ..engine.protocol import EXACT, Attempt, SiteRecord
 from ..graph.preserve import EditableModel
 from ..maths.drift import DriftMeter, Tolerance
 from ..maths.stats import SiteStats
@@ -44,10 +51,20 @@ def _describe(drifts) -> str:
     return text + (f", {bad} NaN/Inf" if bad else "")
 
 
+Prepare = Callable[[onnx.ModelProto, Sequence[SiteRecord], onnx.ModelProto], onnx.ModelProto]
+"""(trial model, its records, the original) -> the model the trial is judged by."""
+
+
 def select(reference: RunnableReference, calibration: Optional[Calibration], tolerance: Tolerance,
-           provider: str, *, stats: Mapping[str, SiteStats], options: Mapping[str, object]
+           provider: str, *, stats: Mapping[str, SiteStats], options: Mapping[str, object],
+           prepare: Optional[Prepare] = None, label: str = ""
            ) -> Tuple[Dict[str, str], Dict[str, List[Attempt]]]:
     """Choose a strategy per site.
+
+    Args:
+        prepare: turns each trial model into the model it is judged by (e.g. its INT8 model);
+            every candidate, exact ones included, is then measured. Defaults to None.
+        label: what the measured model is called in the attempts' reasons (``INT8``).
 
     Returns:
         (plan: site output -> strategy name, attempts: site output -> what was tried, in order).
@@ -72,7 +89,7 @@ def select(reference: RunnableReference, calibration: Optional[Calibration], tol
             if not verdict.applicable:
                 tried.append(Attempt(strategy.name, False, verdict.reason))
                 continue
-            if verdict.status == EXACT:
+            if verdict.status == EXACT and (prepare is None or expected is None):
                 tried.append(Attempt(strategy.name, True, f"exact: {verdict.reason}"))
                 plan[site.output] = strategy.name
                 break
@@ -84,7 +101,9 @@ def select(reference: RunnableReference, calibration: Optional[Calibration], tol
             trial.update({later.output: AUTO_FALLBACK.name for later in sites[index + 1:]})
             meters = {o: DriftMeter() for o in outputs}
             try:
-                candidate, _ = rewrite(reference.model, trial, sites=sites, stats=stats, options=options)
+                candidate, records = rewrite(reference.model, trial, sites=sites, stats=stats, options=options)
+                if prepare is not None:
+                    candidate = prepare(candidate, records, reference.model)
                 trial_session = create_session(candidate, provider)
                 for chunk, reference_outputs in zip(evaluation.chunks(rows, pad), expected):
                     got = trial_session.run_chunk(chunk, outputs)
@@ -98,8 +117,9 @@ def select(reference: RunnableReference, calibration: Optional[Calibration], tol
                 continue
             drifts = {o: m.result() for o, m in meters.items()}
             accepted = all(tolerance.accepts(d) for d in drifts.values())
+            measured = f"{label} " if label else ""
             tried.append(Attempt(strategy.name, accepted,
-                                 ("within" if accepted else "outside") + f" tolerance: {_describe(drifts)}"))
+                                 f"{measured}{'within' if accepted else 'outside'} tolerance: {_describe(drifts)}"))
             log.debug("auto %s %s: %s", site.name, strategy.name, tried[-1].reason)
             if accepted:
                 plan[site.output] = strategy.name
