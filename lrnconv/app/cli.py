@@ -590,10 +590,12 @@ def _zoo_progress(quiet: bool, as_json: bool):
               help="Built-in models only: published widths or reduced width.")
 @samples_option
 @providers_option
+@quantize_option
+@exclude_decomposition_option
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout (progress as plain lines).")
 def zoo_run(source, outdir, strategy_list, jobs, shard, executor, scheduler, force, timing_runs, variant,
-            samples, providers, quiet, as_json) -> None:
+            samples, providers, quantize, exclude_decomposition, quiet, as_json) -> None:
     """Convert and verify a folder of models (default: the built-in replicas).
 
     Writes OUTDIR/<model>/<strategy>.onnx, a completion record per model (a rerun skips
@@ -613,9 +615,10 @@ def zoo_run(source, outdir, strategy_list, jobs, shard, executor, scheduler, for
     shard_spec = parse_shard(shard)
     items = folder_items(source, exclude=[outdir]) if source else builtin_items(variant)
     options = ZooOptions(strategies=_providers(strategy_list), timing_runs=timing_runs,
-                         verify=VerifyOptions(providers=_providers(providers), samples=samples))
+                         verify=VerifyOptions(providers=_providers(providers), samples=samples),
+                         quantize=_int8_options(quantize, exclude_decomposition))
     if not quiet:
-        _random_inputs_warning("verifying")
+        _random_inputs_warning("verifying and quantizing" if quantize else "verifying")
     try:
         report = run_zoo(items, outdir, options, shard=shard_spec, force=force,
                          executor=make_executor(executor, jobs=jobs, scheduler=scheduler),
@@ -634,10 +637,15 @@ def _zoo_summary(report, outdir: str, as_json: bool) -> None:
         click.echo(json_text(report))
     else:
         reports = ", ".join(os.path.join(outdir, name) for name in ("report.md", "report.html", "report.json"))
-        click.echo(f"{report['passed']}/{len(entries)} conversions passed; reports: {reports}")
+        quantized = [e for e in entries if e.get("int8")]
+        int8 = (f"; INT8 within tolerance: {len(quantized) - report['int8_failed']}/{len(quantized)}"
+                if quantized else "")
+        click.echo(f"{report['passed']}/{len(entries)} conversions passed{int8}; reports: {reports}")
+        if not plots_available():
+            click.echo(f"note: no drift-against-latency figure: {PLOTS_HINT}")
         if report.get("missing"):
             click.echo(f"missing from every shard: {', '.join(report['missing'])}")
-    if report["failed"] or report["errors"] or report.get("missing"):
+    if report["failed"] or report["errors"] or report.get("int8_failed") or report.get("missing"):
         sys.exit(EXIT_DRIFT)
 
 

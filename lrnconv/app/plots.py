@@ -1,12 +1,16 @@
-"""Figures of ``inspect --data --plot DIR`` (the optional ``plots`` extra: matplotlib).
+"""Figures (the optional ``plots`` extra: matplotlib): ``inspect --data --plot DIR`` and the zoo's.
 
-One PNG per site, ``DIR/<site>.png``, two panels:
+``inspect``: one PNG per site, ``DIR/<site>.png``, two panels:
 
 * the distribution of the site's divisor ``(bias + alpha/size * sum x^2)^beta`` on the
   held-out samples (log axis; p5, p50 and p95 marked): how far the LRN is from a constant;
 * per strategy applied to that site alone, the top-1 agreement with the original (cosine
   where the model has no class scores), float and, when measured, INT8, with the tolerance
   the verdicts judge by.
+
+The zoo: ``drift_latency.png`` beside ``report.md`` (which links it): each model and
+strategy's worst max rel against its latency ratio to the original, float and (with
+``--quantize int8``) INT8, so the cheap-and-close rewrites sit bottom left.
 
 Matplotlib is used through its object API and the Agg canvas (no pyplot, no display, no
 global backend switch). Every file goes through lrnconv's one write path: this module only
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import List, Tuple
+from typing import Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -27,6 +31,10 @@ from ..measure.importance import Importance, SiteImportance
 PLOTS_HINT = ("figures need the optional plots extra (matplotlib): pip install -e \".[plots]\" "
               "(or pip install matplotlib); everything else ran without it")
 MAX_BARS = 60
+ZOO_FIGURE = "drift_latency.png"
+DRIFT_FLOOR = 1e-9
+"""A max rel of 0 (an unchanged model) is drawn here on the log axis."""
+MAX_LABELLED_MODELS = 12
 
 
 def plots_available() -> bool:
@@ -125,3 +133,57 @@ def figure_writers(importance: Importance, folder: str) -> List[Tuple[str, Write
         used.add(name)
         items.append((os.path.join(folder, name), site_figure_writer(importance, site)))
     return items
+
+
+def _zoo_points(report: Mapping[str, object]) -> Iterator[Tuple[str, str, str, float, float]]:
+    """(strategy, "float" | "INT8", model, latency ratio, worst max rel) of every timed entry."""
+    for entry in report.get("entries", []):
+        parts = [("float", entry)] + ([("INT8", entry["int8"])] if entry.get("int8") else [])
+        for kind, part in parts:
+            ratio = (part.get("latency") or {}).get("ratio")
+            rel = (part.get("worst") or {}).get("max_rel")
+            if ratio is not None and rel is not None:
+                yield entry["strategy"], kind, entry["model"], float(ratio), float(rel)
+
+
+def zoo_figure_writer(report: Mapping[str, object]) -> Optional[Writer]:
+    """A writer of the zoo's drift-against-latency figure, or None when no entry was timed."""
+    points = list(_zoo_points(report))
+    if not points:
+        return None
+
+    def write(path: str) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(8, 5.5), dpi=110)
+        FigureCanvasAgg(figure)
+        ax = figure.subplots()
+        strategies = list(dict.fromkeys(p[0] for p in points))
+        colours = {s: f"C{i % 10}" for i, s in enumerate(strategies)}
+        label_models = len({p[2] for p in points}) <= MAX_LABELLED_MODELS
+        for strategy in strategies:
+            for kind, marker in (("float", "o"), ("INT8", "s")):
+                chosen = [p for p in points if p[0] == strategy and p[1] == kind]
+                if not chosen:
+                    continue
+                xs = [p[3] for p in chosen]
+                ys = [max(p[4], DRIFT_FLOOR) for p in chosen]
+                filled = kind == "float"
+                ax.scatter(xs, ys, marker=marker, s=36, label=f"{strategy}" + ("" if filled else " INT8"),
+                           facecolors=colours[strategy] if filled else "none", edgecolors=colours[strategy])
+                if label_models:
+                    for p, y in zip(chosen, ys):
+                        ax.annotate(p[2], (p[3], y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_yscale("log")
+        ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("latency / original's (batch 1, one thread; left of the line: faster)")
+        ax.set_ylabel("worst max rel at the outputs (vs the float original)")
+        if any(p[4] < DRIFT_FLOOR for p in points):
+            ax.axhline(DRIFT_FLOOR, color="grey", linestyle="--", linewidth=0.8)
+            ax.text(ax.get_xlim()[0], DRIFT_FLOOR, f" max rel 0 drawn at {DRIFT_FLOOR:g}", fontsize=7, va="bottom")
+        ax.set_title(f"lrnconv zoo: {report.get('models', 0)} model(s), drift against latency", fontsize=10)
+        ax.legend(fontsize=7, loc="best", framealpha=0.9)
+        figure.tight_layout()
+        figure.savefig(path, format="png")
+    return write

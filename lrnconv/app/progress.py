@@ -30,7 +30,9 @@ def _outcome(entries: Sequence[Mapping[str, object]]) -> str:
         if e.get("error"):
             parts.append(f"{e['strategy']} ERROR ({e['error']})")
         else:
-            parts.append(f"{e['strategy']} {'PASSED' if e.get('passed') else 'FAILED'}")
+            int8 = e.get("int8")
+            parts.append(f"{e['strategy']} {'PASSED' if e.get('status') == 'passed' else 'FAILED'}"
+                         + (f" (INT8 {'PASSED' if int8['passed'] else 'FAILED'})" if int8 else ""))
     return ", ".join(parts)
 
 

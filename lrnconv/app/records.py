@@ -120,9 +120,10 @@ def output_sizes(outdir: str, name: str, entries: Sequence[Mapping[str, object]]
     """The files a model's entries point at (relative to its folder) with their sizes."""
     sizes = {}
     for entry in entries:
-        if entry.get("output"):
-            file = os.path.basename(str(entry["output"]))
-            sizes[file] = os.path.getsize(os.path.join(outdir, name, file))
+        for output in (entry.get("output"), (entry.get("int8") or {}).get("output")):
+            if output:
+                file = os.path.basename(str(output))
+                sizes[file] = os.path.getsize(os.path.join(outdir, name, file))
     return sizes
 
 

@@ -193,18 +193,49 @@ def _options_line(report: Dict[str, object]) -> str:
     return (f"lrnconv {versions.get('lrnconv', '?')}, onnxruntime {versions.get('onnxruntime', '?')}, "
             f"onnx {versions.get('onnx', '?')}; strategies {', '.join(options.get('strategies', []))}; "
             f"providers {', '.join(options.get('providers', []))}; {options.get('samples')} samples; "
-            f"atol {options.get('atol')}, rtol {options.get('rtol')}; timing runs {options.get('timing_runs')}")
+            f"atol {options.get('atol')}, rtol {options.get('rtol')}; timing runs {options.get('timing_runs')}"
+            + ("; INT8: ONNX Runtime's static quantizer (QDQ, per-channel symmetric int8), a proxy for the "
+               "target's own quantizer" if options.get("quantize") else ""))
 
 
-def zoo_markdown(report: Dict[str, object]) -> str:
-    """``zoo``'s report.md: one row per model and strategy, then failures, missing models, notes."""
+def _int8_count(entries, report) -> str:
+    quantized = sum(1 for e in entries if e.get("int8"))
+    if not quantized:
+        return ""
+    return f"; INT8 {quantized - report.get('int8_failed', 0)} of {quantized} within tolerance"
+
+
+def _int8_rows(entries) -> List[str]:
+    """report.md's INT8 table: each converted model's INT8 model against the float original."""
+    lines = ["", "## INT8", "", "| model | strategy | INT8 max rel | INT8 cosine | INT8 top-1 | latency ratio "
+             "| size MB | float islands | result |", "|---|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        int8 = e.get("int8")
+        if not int8:
+            continue
+        worst, latency = int8.get("worst") or {}, int8.get("latency") or {}
+        islands = int8.get("float_islands") or []
+        lines.append(f"| {e['model']} | {e['strategy']} | {_g(worst.get('max_rel'))} | {_g(worst.get('cosine'), 8)} | "
+                     f"{_g(worst.get('top1'))} | {_g(latency.get('ratio'))} | {_mb(int8.get('output_bytes'))} | "
+                     f"{len(islands)}{': ' + ', '.join(islands) if islands else ' (integer only)'} | "
+                     f"{str(int8.get('status', '?')).upper()} |")
+    return lines
+
+
+def zoo_markdown(report: Dict[str, object], figure: Optional[str] = None) -> str:
+    """``zoo``'s report.md: one row per model and strategy, the INT8 table, the figure, failures,
+    missing models, notes.
+
+    Args:
+        figure: the drift-against-latency figure beside it, or None (no plots extra or no timing).
+    """
     entries = report["entries"]
     shards = ", ".join(f"{s['index']}/{s['count']}" + (f" ({s['dir']})" if s.get("dir") else "")
                        for s in report.get("shards", []))
     lines = ["# lrnconv zoo report", "", f"Source: {report.get('source') or '-'}; "
              f"{report['models']} model(s), {report['passed']} passed, {report['failed']} failed, "
              f"{report.get('not_verifiable', 0)} not verifiable, {report['errors']} error(s)"
-             + (f"; shards {shards}" if shards else "") + ".", "",
+             + _int8_count(entries, report) + (f"; shards {shards}" if shards else "") + ".", "",
              _options_line(report) + ".", "",
              "| model | strategy | sites | exact | approx. | max rel | cosine | top-1 | latency ms before → after "
              "| ratio | size MB | time s | result |",
@@ -223,6 +254,10 @@ def zoo_markdown(report: Dict[str, object]) -> str:
                      f"{_g(worst.get('top1'))} | {timing} | {_g(latency.get('ratio'))} | "
                      f"{_mb(e.get('output_bytes'))} | {_g(e.get('seconds'), 2)} | "
                      f"{e['status'].upper()} |")
+    if any(e.get("int8") for e in entries):
+        lines += _int8_rows(entries)
+    if figure:
+        lines += ["", f"![drift against latency per model and strategy]({figure})"]
     failures = [e for e in entries if e.get("error")]
     if failures:
         lines += ["", "## Errors", ""] + [f"- {e['model']} {e['strategy']}: {e['error']}" for e in failures]

@@ -71,6 +71,15 @@ _COLUMNS: List[Tuple[str, str]] = [
     ("Size", "number"), ("Source size", "number"), ("Time s", "number"), ("Sites: status, max rel after", "text"),
     ("Error / notes", "text"),
 ]
+_INT8_COLUMNS: List[Tuple[str, str]] = [
+    ("INT8 result", "text"), ("INT8 max rel", "number"), ("INT8 top-1", "number"),
+    ("INT8 latency ratio", "number"), ("Float islands", "number"),
+]
+"""With --quantize int8, before the last two columns: the INT8 model against the float original."""
+
+
+def _columns(quantized: bool) -> List[Tuple[str, str]]:
+    return _COLUMNS[:-2] + _INT8_COLUMNS + _COLUMNS[-2:] if quantized else list(_COLUMNS)
 
 
 def _e(value) -> str:
@@ -121,7 +130,17 @@ def _site_list(entry: Mapping[str, object]) -> str:
     return f'<td data-value="{len(sites)}"><ul class="sites">' + "".join(items) + "</ul></td>"
 
 
-def _row(entry: Mapping[str, object], footnotes: Mapping[str, int]) -> str:
+def _int8_cells(entry: Mapping[str, object]) -> List[str]:
+    int8 = entry.get("int8") or {}
+    worst, latency = int8.get("worst") or {}, int8.get("latency") or {}
+    islands = int8.get("float_islands")
+    island_cell = ("<td>-</td>" if islands is None else
+                   f'<td class="num" data-value="{len(islands)}" title="{_e(", ".join(islands))}">{len(islands)}</td>')
+    return [_text(str(int8.get("status", "-")).upper()), _num(worst.get("max_rel")), _num(worst.get("top1")),
+            _num(latency.get("ratio")), island_cell]
+
+
+def _row(entry: Mapping[str, object], footnotes: Mapping[str, int], quantized: bool) -> str:
     worst = entry.get("worst") or {}
     latency = entry.get("latency") or {}
     status = str(entry.get("status", "error"))
@@ -137,23 +156,25 @@ def _row(entry: Mapping[str, object], footnotes: Mapping[str, int]) -> str:
         _num(worst.get("top1")), _num(latency.get("before_ms")), _num(latency.get("after_ms")),
         _num(ratio, 3, speed), _size(entry.get("output_bytes")), _size(entry.get("source_bytes")),
         _num(entry.get("seconds"), 2),
+    ] + (_int8_cells(entry) if quantized else []) + [
         _site_list(entry), _text(reason, "reason"),
     ]
     return f'<tr class="{_e(status)}" data-model="{_e(entry.get("model"))}">' + "".join(cells) + "</tr>"
 
 
-def zoo_html(report: Mapping[str, object]) -> str:
-    """The page for a zoo report (schema 2, see ``lrnconv.app.zoo_report``)."""
+def zoo_html(report: Mapping[str, object], figure: Optional[str] = None) -> str:
+    """The page for a zoo report (schema 2, see ``lrnconv.app.zoo_report``), with ``figure`` beside it shown."""
     entries = report.get("entries", [])
+    quantized = any(e.get("int8") for e in entries)
     fp = report.get("fingerprint", {})
     versions, options = fp.get("versions", {}), fp.get("options", {})
-    head = "".join(f'<th data-type="{kind}" scope="col">{_e(name)}</th>' for name, kind in _COLUMNS)
+    head = "".join(f'<th data-type="{kind}" scope="col">{_e(name)}</th>' for name, kind in _columns(quantized))
     footnotes: dict = {}
     for e in entries:
         for note in list(e.get("notes") or []) + [(e.get("latency") or {}).get("note")]:
             if note and note not in footnotes:
                 footnotes[note] = len(footnotes) + 1
-    rows = "\n".join(_row(e, footnotes) for e in entries)
+    rows = "\n".join(_row(e, footnotes, quantized) for e in entries)
     shards = ", ".join(f"{s['index']}/{s['count']}" + (f" ({s['dir']})" if s.get("dir") else "")
                        for s in report.get("shards", []))
     errors = [e for e in entries if e.get("error")]
@@ -176,6 +197,9 @@ def zoo_html(report: Mapping[str, object]) -> str:
          + "</ol>") if footnotes else "",
         f'<table id="results"><thead><tr>{head}</tr></thead><tbody>', rows, "</tbody></table>",
     ]
+    if figure:
+        parts.append(f'<h2>Drift against latency</h2><img id="figure" src="{_e(figure)}" '
+                     'alt="worst max rel against latency ratio, per model and strategy">')
     if errors:
         parts.append('<h2>Errors</h2><ul id="errors">' + "".join(
             f"<li><b>{_e(e['model'])}</b> {_e(e['strategy'])}: {_e(e['error'])}</li>" for e in errors) + "</ul>")

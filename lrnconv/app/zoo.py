@@ -35,10 +35,11 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from ..base.errors import LrnConvError, OutputError, UsageError
 from ..base.files import STAGING_PREFIX, same_file
 from ..formats.modelio import load, save
+from ..measure.quantization import Int8Options
 from ..models import BUILTIN, build
 from ..passes import REGISTRY
 from ..runtime.providers import resolve_providers
-from .conversion import AUTO, VerifyOptions, convert
+from .conversion import AUTO, INT8_SUFFIX, VerifyOptions, convert
 from .executors import SerialExecutor
 from .latency import LatencyProbe
 from .records import (RECORD_NAME, fingerprint, file_sha256, locked, output_sizes, read_record,
@@ -152,11 +153,14 @@ class ZooOptions:
     verify: VerifyOptions = field(default_factory=VerifyOptions)
     timing_runs: int = DEFAULT_TIMING_RUNS
     """Timed runs of the original and of each converted model (batch 1); 0 = no timing."""
+    quantize: Optional[Int8Options] = None
+    """``--quantize int8``: also quantize every converted model and verify its INT8 model."""
 
     def to_dict(self) -> Dict[str, object]:
         return {"strategies": list(self.strategies), "providers": list(self.verify.providers),
                 "samples": self.verify.samples, "seed": self.verify.seed, "atol": self.verify.atol,
-                "rtol": self.verify.rtol, "timing_runs": self.timing_runs}
+                "rtol": self.verify.rtol, "timing_runs": self.timing_runs,
+                "quantize": None if self.quantize is None else {"int8": self.quantize.to_dict()}}
 
 
 @dataclass(frozen=True)
@@ -178,10 +182,11 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {detail} (unexpected; lrnconv convert --debug shows the traceback)"
 
 
-def _worst(result) -> Dict[str, object]:
-    if result.verify is None:
+def _worst(report) -> Dict[str, object]:
+    """The worst drift of a ``DriftReport`` over every output and provider ({} when nothing ran)."""
+    if report is None:
         return {}
-    drifts = [d for p in result.verify.providers.values() for d in p.outputs.values()]
+    drifts = [d for p in report.providers.values() for d in p.outputs.values()]
     if not drifts:  # not verifiable on any provider
         return {}
     return {"max_rel": max(d.max_rel for d in drifts), "cosine": min(d.cosine for d in drifts),
@@ -193,7 +198,7 @@ def _entry(item: ZooItem, strategy: str, **fields) -> Dict[str, object]:
     entry = {"model": item.name, "source": item.source, "strategy": strategy, "status": "error",
              "passed": False, "error": None, "output": None, "output_bytes": None, "source_bytes": None,
              "sites": None, "exact_sites": None, "approximate_sites": None, "worst": {}, "latency": None,
-             "seconds": None, "notes": [], "report": None}
+             "int8": None, "seconds": None, "notes": [], "report": None}
     files = item.files()
     if files:
         entry["source_bytes"] = sum(os.path.getsize(f) for f in files if os.path.isfile(f))
@@ -206,28 +211,51 @@ def _convert_one(task: ZooTask, model, strategy: str, probe: Optional[LatencyPro
     item = task.item
     start = time.perf_counter()
     try:
-        stage(f"{strategy}: converting and verifying")
-        result = convert(model, strategy, verify=task.options.verify)
+        stage(f"{strategy}: converting and verifying" + (" (float and INT8)" if task.options.quantize else ""))
+        result = convert(model, strategy, verify=task.options.verify, quantize=task.options.quantize)
         relative = f"{item.name}/{strategy}.onnx"
-        target = os.path.join(task.outdir, *relative.split("/"))
-        os.makedirs(os.path.dirname(target), exist_ok=True)
         stage(f"{strategy}: saving")
-        save(result.model, target)
+        target = _save(result.model, task.outdir, relative)
         latency = None
         if probe is not None:
             stage(f"{strategy}: timing")
             latency = probe.measure(result.model)
+        int8 = None
+        if result.int8 is not None:
+            int8 = _int8_entry(result.int8, task.outdir, f"{item.name}/{strategy}{INT8_SUFFIX}", probe, stage, strategy)
         exact = sum(r.status == "exact" for r in result.sites)
         status = result.verify.status if result.verify is not None else "passed"
         return _entry(item, strategy, status=status, passed=result.passed,
                       unverifiable=result.verify.unverifiable if result.verify is not None else {},
                       output=relative, output_bytes=os.path.getsize(target), sites=len(result.sites),
-                      exact_sites=exact, approximate_sites=len(result.sites) - exact, worst=_worst(result),
-                      latency=latency, seconds=time.perf_counter() - start,
-                      report=result.to_dict(item.source, relative), notes=list(result.notes))
+                      exact_sites=exact, approximate_sites=len(result.sites) - exact, worst=_worst(result.verify),
+                      latency=latency, int8=int8, seconds=time.perf_counter() - start,
+                      report=result.to_dict(item.source, relative, int8["output"] if int8 else None),
+                      notes=list(result.notes))
     except Exception as exc:  # any failure of one model is its result; the zoo goes on
         log.debug("%s %s failed", item.name, strategy, exc_info=True)
         return _entry(item, strategy, error=_reason(exc), seconds=time.perf_counter() - start)
+
+
+def _save(model, outdir: str, relative: str) -> str:
+    target = os.path.join(outdir, *relative.split("/"))
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    save(model, target)
+    return target
+
+
+def _int8_entry(int8, outdir: str, relative: str, probe: Optional[LatencyProbe], stage: Callable[[str], None],
+                strategy: str) -> Dict[str, object]:
+    """The ``int8`` part of an entry: where the INT8 model went, its drift, islands and latency."""
+    stage(f"{strategy}: saving INT8")
+    target = _save(int8.model, outdir, relative)
+    latency = None
+    if probe is not None:
+        stage(f"{strategy}: timing INT8")
+        latency = probe.measure(int8.model)
+    return {"output": relative, "output_bytes": os.path.getsize(target), "status": int8.verify.status,
+            "passed": int8.passed, "worst": _worst(int8.verify), "integer_only": int8.integer_only,
+            "float_islands": [f"{i.op_type} {i.node}" for i in int8.float_islands], "latency": latency}
 
 
 def convert_model(task: ZooTask, stage: Callable[[str], None] = lambda _: None) -> Dict[str, object]:

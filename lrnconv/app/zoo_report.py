@@ -6,18 +6,20 @@
     kind             "lrnconv-zoo-report"
     lrnconv_version  the version that wrote it
     fingerprint      {"versions": {lrnconv, onnx, onnxruntime},
-                      "options": {strategies, providers, samples, seed, atol, rtol, timing_runs}}
+                      "options": {strategies, providers, samples, seed, atol, rtol, timing_runs,
+                                  quantize: null | {"int8": {exclude_decomposition, ...}}}}
     source           the SRC folder as given, or "builtin:<variant>"
     catalogue        every model name of the zoo, in zoo order (before sharding)
     assigned         the names this report covers (its shards' models)
     shards           [{"index", "count", "origin"}] ([] when not sharded; a merge lists each shard
                       with its "dir")
     missing          catalogue names with no entry (a merge of shards that not all ran)
-    models, passed, failed, errors
-                     models with entries; entries that passed, failed verification, or errored
+    models, passed, failed, errors, not_verifiable, int8_failed
+                     models with entries; entries whose float model passed, failed verification,
+                     errored, or could not be run; entries whose INT8 model is over tolerance
     entries          one per model and strategy, in catalogue then strategy order:
         model, source, strategy
-        status        "passed" | "failed" (drift over tolerance) | "not verifiable" (written; ONNX
+        status        the float model's: "passed" | "failed" (drift over tolerance) | "not verifiable" (written; ONNX
                       Runtime cannot run the converted model on a provider: ``unverifiable``
                       gives the reason per provider) | "error"
         passed        bool; error: the reason (str) or null
@@ -27,6 +29,11 @@
         worst         {"max_rel", "cosine", "top1"} over every output and provider ({} on error)
         latency       {"provider", "batch", "threads", "runs", "before_ms", "after_ms", "ratio",
                        "note"} (medians; ratio = after / before) or null (not timed)
+        int8          null, or with ``--quantize int8``: {"output", "output_bytes", "status", "passed",
+                       "worst" (the INT8 model against the float original, on the held-out half),
+                       "integer_only", "float_islands": ["OpType node", ...], "latency" (as above:
+                       the INT8 model against the float original)}; ``passed`` is false when either
+                       model is over tolerance
         seconds       wall time of this conversion and its verification
         notes         [str]
         report        what ``lrnconv convert --report`` writes for this model and strategy
@@ -45,8 +52,9 @@ import time
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from ..base.errors import BadInput, UsageError
-from ..base.files import same_file, write_text
+from ..base.files import same_file, write_files, write_text
 from ..base.text import json_text
+from .plots import ZOO_FIGURE, plots_available, zoo_figure_writer
 from .render import zoo_markdown
 from .report_html import zoo_html
 
@@ -76,12 +84,30 @@ def build_report(entries: Sequence[Mapping[str, object]], *, fingerprint: Mappin
         "failed": sum(1 for e in entries if e["status"] == "failed"),
         "errors": sum(1 for e in entries if e["status"] == "error"),
         "not_verifiable": sum(1 for e in entries if e["status"] == "not verifiable"),
+        "int8_failed": sum(1 for e in entries if e.get("int8") and not e["int8"]["passed"]),
         "entries": list(entries), "run": dict(run)}
 
 
+def write_figure(outdir: str, report: Mapping[str, object]) -> Optional[str]:
+    """``drift_latency.png`` into ``outdir``, or None (no plots extra, or nothing was timed).
+
+    A figure of an earlier run that this one cannot redraw is removed, so report.md never
+    links a stale one.
+    """
+    path = os.path.join(outdir, ZOO_FIGURE)
+    writer = zoo_figure_writer(report) if plots_available() else None
+    if writer is None:
+        if os.path.isfile(path):
+            os.remove(path)
+        return None
+    write_files([(path, writer)])
+    return ZOO_FIGURE
+
+
 def write_reports(outdir: str, report: Mapping[str, object]) -> None:
-    """report.md, report.html, then report.json into ``outdir`` (each atomically)."""
-    texts = {"report.md": zoo_markdown(report), "report.html": zoo_html(report),
+    """The figure, report.md, report.html, then report.json into ``outdir`` (each atomically)."""
+    figure = write_figure(outdir, report)
+    texts = {"report.md": zoo_markdown(report, figure), "report.html": zoo_html(report, figure),
              "report.json": json_text(report)}
     for name in REPORT_FILES:
         write_text(os.path.join(outdir, name), texts[name])
@@ -162,8 +188,12 @@ def merge_reports(folders: Sequence[str], outdir: str) -> Dict[str, object]:
         shards += [dict(s, dir=folder) for s in report["shards"]] or [{"index": 0, "count": 1, "dir": folder}]
         for entry in report["entries"]:
             entry = dict(entry, output=_rebase(entry.get("output"), folder, outdir))
+            if isinstance(entry.get("int8"), dict):
+                entry["int8"] = dict(entry["int8"], output=_rebase(entry["int8"].get("output"), folder, outdir))
             if isinstance(entry.get("report"), dict):
                 entry["report"] = dict(entry["report"], output=entry["output"])
+                if isinstance(entry["report"].get("int8"), dict) and isinstance(entry.get("int8"), dict):
+                    entry["report"]["int8"] = dict(entry["report"]["int8"], output=entry["int8"]["output"])
             entries.append(entry)
     sources = sorted({r["source"] for r in reports})
     merged = build_report(entries, fingerprint=first["fingerprint"], catalogue=catalogue,
