@@ -42,7 +42,7 @@ def _failed(entries: Sequence[Mapping[str, object]]) -> bool:
 
 class _Counts(ZooProgress):
     def start(self, total: int, reused: int, workers: int) -> None:
-        self.total, self.reused_count, self.workers = total, reused, workers
+        self.total, self.workers = total, workers
         self.done_count = self.failed_count = self.converted = 0
         self.started = time.monotonic()
 

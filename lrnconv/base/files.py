@@ -115,11 +115,6 @@ def remove_stale_staging(folder: str) -> List[str]:
     return removed
 
 
-def is_staging(name: str) -> bool:
-    """Whether a file or folder name is one of lrnconv's staging folders."""
-    return os.path.basename(name).startswith(STAGING_PREFIX)
-
-
 def _keep_mode(source: str, target: str) -> None:
     """Give ``target`` the mode (and owner, where permitted) of the file it will replace."""
     try:
@@ -214,13 +209,6 @@ def write_files(items: Sequence[Tuple[str, Writer]], guard: Optional[OutputGuard
     with _staging([os.fspath(t) for t, _ in items], guard or OutputGuard()) as stages:
         for stage, (_, writer) in zip(stages, items):
             writer(stage.temporary)
-
-
-@contextlib.contextmanager
-def staged(path: str, guard: Optional[OutputGuard] = None) -> Iterator[str]:
-    """A temporary path to write ``path``'s content to; renamed onto ``path`` when the block ends."""
-    with _staging([os.fspath(path)], guard or OutputGuard()) as (stage,):
-        yield stage.temporary
 
 
 def bytes_writer(data: bytes) -> Writer:
