@@ -1,6 +1,8 @@
 """Shared builders for tiny test models (ONNX text syntax where it reads best)."""
 from __future__ import annotations
 
+import importlib.util
+import os
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -53,3 +55,12 @@ def tiny_lrn_file(tmp_path):
     path = tmp_path / "tiny.onnx"
     onnx.save(lrn_model(5), str(path))
     return path
+
+
+def digits_split():
+    """``make_digits_lrn.digits_split()`` of the fixture folder (not a package): train and test splits."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "make_digits_lrn.py")
+    spec = importlib.util.spec_from_file_location("make_digits_lrn", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.digits_split()

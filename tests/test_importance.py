@@ -11,7 +11,6 @@ LRN maths written out here. ``inspect``'s numbers, verdicts and ranking must agr
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
@@ -26,22 +25,17 @@ from lrnconv.app.cli import main as cli_main
 from lrnconv.app.inspection import NEEDS_DATA
 from lrnconv.maths.drift import Tolerance
 from lrnconv.maths.stats import SiteStats
+from conftest import digits_split
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 NETWORKS = {"digits_lrn": os.path.join(FIXTURES, "digits_lrn.onnx"),
             "digits_wide_lrn": os.path.join(FIXTURES, "digits_wide_lrn.onnx")}
 
 
-def _maker():
-    spec = importlib.util.spec_from_file_location("make_digits_lrn", os.path.join(FIXTURES, "make_digits_lrn.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def split():
-    _, _, x_test, y_test = _maker().digits_split()
+    _, _, x_test, y_test = digits_split()
     half = (len(x_test) + 1) // 2  # the first half fits, the second is held out
     return {"x": x_test, "fit": x_test[:half], "held": x_test[half:]}
 

@@ -13,7 +13,6 @@ called directly (the documented settings) must give the same model behaviour.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -30,6 +29,7 @@ import lrnconv
 from lrnconv.app.cli import main as cli_main
 from lrnconv.maths.drift import Tolerance
 from lrnconv.measure.quantization import PROXY_NOTE
+from conftest import digits_split
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 DIGITS = os.path.join(FIXTURES, "digits_lrn.onnx")
@@ -37,16 +37,10 @@ WIDE = os.path.join(FIXTURES, "digits_wide_lrn.onnx")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _maker():
-    spec = importlib.util.spec_from_file_location("make_digits_lrn", os.path.join(FIXTURES, "make_digits_lrn.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    _, _, x_test, _ = _maker().digits_split()
+    _, _, x_test, _ = digits_split()
     folder = tmp_path_factory.mktemp("int8")
     path = folder / "digits.npy"
     np.save(path, x_test)

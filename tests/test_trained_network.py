@@ -15,7 +15,6 @@ lrnconv's report to them. Finally, the drift that ``convert`` reports must equal
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
@@ -32,7 +31,7 @@ from lrnconv.maths.reference import lrn_onnx
 from lrnconv.passes import AUTO_ORDER
 from lrnconv.runtime.inputs import random_inputs
 
-from conftest import max_rel
+from conftest import digits_split, max_rel
 from lrnconv.maths.drift import Tolerance
 
 
@@ -43,12 +42,6 @@ EXACT_STRATEGIES = ("decompose", "keep")
 FITTED_STRATEGIES = ("fold", "bn", "l2")
 ALL_STRATEGIES = ("remove", "fold", "bn", "l2", "decompose", "keep", "auto")
 
-
-def _load_maker():
-    spec = importlib.util.spec_from_file_location("make_digits_lrn", os.path.join(FIXTURES, "make_digits_lrn.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _calibrates(name: str, model: onnx.ModelProto) -> bool:
@@ -74,7 +67,7 @@ def _metrics(candidate: np.ndarray, reference: np.ndarray):
 @pytest.fixture(scope="module")
 def digits():
     """The fixture model, the test set, and the held-out half that verification runs on."""
-    _, _, x_test, y_test = _load_maker().digits_split()
+    _, _, x_test, y_test = digits_split()
     model = lrnconv.load(MODEL_PATH)
     half = (len(x_test) + 1) // 2  # lrnconv.measure.calibration.split_halves: the first half fits
     held_x, held_y = x_test[half:], y_test[half:]
