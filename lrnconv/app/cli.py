@@ -29,18 +29,19 @@ from ..formats.modelio import CAFFE_SUFFIXES, load, model_writer
 from ..graph.metadata import import_notes
 from ..maths.drift import ERROR_STATS, Tolerance
 from ..measure.calibration import DEFAULT_CALIBRATION_SAMPLES
+from ..measure.formulation import AUTO as FORMULATION_AUTO, DEFAULT_BUDGET_SECONDS
 from ..measure.golden import GoldenRecorder, golden_writer, load_golden
 from ..measure.importance import DEFAULT_STRATEGIES
 from ..measure.quantization import QUANTIZE_CHOICES, Int8Options, verify_quantized
 from ..measure.verification import DEFAULT_SAMPLES, samples_for, verify as run_verify
 from ..passes import REGISTRY
-from ..passes.decompose import POWERS, WINDOWS
+from ..passes.decompose import DEFAULT_POWER, DEFAULT_WINDOW, POWERS, WINDOWS
 from ..runtime.datafiles import ImagePreprocessing, load_data
 from ..runtime.inputs import array_samples, input_specs, parse_input_shapes, parse_input_values
 from ..runtime.runnable import REFERENCES
 from .conversion import AUTO, VerifyOptions, convert, int8_path
-from .inspection import inspect as inspect_model
 from .executors import make_executor
+from .inspection import inspect as inspect_model
 from .plots import PLOTS_HINT, figure_writers, plots_available
 from .progress import BarProgress, LineProgress
 from .render import importance_text, inspection_text, int8_text, records_text, report_text
@@ -371,10 +372,17 @@ def _tolerance(text: Optional[str]) -> Optional[Tolerance]:
 @click.option("--no-verify", is_flag=True, help="Skip verification with ONNX Runtime.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the per-site report as JSON.")
 @click.option("--in-place", is_flag=True, help="Allow the output to replace MODEL.")
-@click.option("--window", type=click.Choice(WINDOWS), default=None,
-              help="decompose: window-sum formulation (default: the fastest measured).")
-@click.option("--power", type=click.Choice(POWERS), default=None,
-              help="decompose: power formulation (default: the fastest measured).")
+@click.option("--window", type=click.Choice(WINDOWS + (FORMULATION_AUTO,)), default=None,
+              help=f"decompose: window-sum formulation; auto = time the candidates on this machine "
+                   f"[default: {DEFAULT_WINDOW}].")
+@click.option("--power", type=click.Choice(POWERS + (FORMULATION_AUTO,)), default=None,
+              help=f"decompose: power formulation; auto = time the candidates on this machine "
+                   f"[default: {DEFAULT_POWER}].")
+@click.option("--tune-seconds", type=click.FloatRange(min=0), default=None,
+              help=f"--window/--power auto: timing budget in seconds; 0 = use the default formulation "
+                   f"without timing [default: {DEFAULT_BUDGET_SECONDS:g}].")
+@click.option("--tune-batch", type=click.IntRange(min=1), default=None,
+              help="--window/--power auto: batch to time at, where the model's batch is not fixed [default: 1].")
 @error_stat_option
 @click.option("--drop-nonfinite", is_flag=True,
               help="Leave calibration samples holding NaN or Inf out (and count them) instead of refusing the data.")
@@ -383,7 +391,8 @@ def _tolerance(text: Optional[str]) -> Optional[Tolerance]:
 @with_model_input_options
 @check_option
 def convert_command(model, output, weights, strategy, calib, mean, std, size, bgr, tolerance, samples,
-                    providers, atol, rtol, no_verify, report, in_place, window, power, error_stat,
+                    providers, atol, rtol, no_verify, report, in_place, window, power, tune_seconds, tune_batch,
+                    error_stat,
                     drop_nonfinite, quantize, exclude_decomposition, input_shapes, input_values, reference_mode,
                     no_check) -> None:
     """Rewrite every LRN of MODEL with a strategy, verify it, and save it to OUTPUT."""
@@ -409,7 +418,10 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
     if not no_verify:
         verify_options = VerifyOptions(providers=_providers(providers), samples=samples or DEFAULT_SAMPLES,
                                        atol=_per_output(atol), rtol=_per_output(rtol), error_stat=error_stat)
-    options = {k: v for k, v in (("window", window), ("power", power)) if v}
+    if FORMULATION_AUTO not in (window, power) and (tune_seconds is not None or tune_batch is not None):
+        click.echo("warning: --tune-seconds/--tune-batch only apply with --window auto or --power auto", err=True)
+    options = {k: v for k, v in (("window", window), ("power", power), ("tune_seconds", tune_seconds),
+                                 ("tune_batch", tune_batch)) if v is not None}
     with _about(model):
         result = convert(loaded, strategy, calibration=data, tolerance=_tolerance(tolerance),
                          verify=verify_options, inplace=True, options=options,

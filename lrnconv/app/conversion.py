@@ -30,11 +30,14 @@ from ..graph.sites import LrnSite, find_lrn
 from ..maths.drift import Tolerance
 from ..maths.stats import SiteStats
 from ..measure.calibration import DEFAULT_CALIBRATION_SAMPLES, Calibration, calibrate, split_halves
+from ..measure.formulation import AUTO as FORMULATION_AUTO, DEFAULT_BUDGET_SECONDS, FormulationChoice, candidates, fastest
 from ..measure.quantization import INT8, PROXY_NOTE, Int8Options, Int8Report, int8_trial, quantize_and_verify
 from ..measure.selection import select
 from ..measure.verification import DEFAULT_SAMPLES, DriftReport, PerOutput, samples_for, verify_against
 from ..passes import AUTO_ORDER, REGISTRY
-from ..runtime.inputs import Samples, array_samples, random_samples
+from ..passes.decompose import DEFAULT_POWER, DEFAULT_WINDOW
+from ..runtime.inputs import Samples, array_samples, input_specs, random_samples
+from ..runtime.providers import resolve_providers
 from ..runtime.runnable import RunnableReference
 
 log = logging.getLogger(__name__)
@@ -98,6 +101,8 @@ class ConversionResult:
     """What was done on seeded random inputs for want of data: 'fitting', 'verifying', 'quantizing'."""
     int8: Optional[Int8Report] = None
     """With ``quantize``: the INT8 model, its drift from the float original, its float islands."""
+    formulation: Optional[FormulationChoice] = None
+    """decompose's formulation when the options asked for ``auto`` (what was timed, what won)."""
 
     @property
     def passed(self) -> bool:
@@ -112,6 +117,8 @@ class ConversionResult:
                "notes": list(self.notes)}
         if self.int8 is not None:
             out["int8"] = self.int8.to_dict(int8_output)
+        if self.formulation is not None:  # only when asked for: the report keeps its documented keys
+            out["formulation"] = self.formulation.to_dict()
         return out
 
 
@@ -147,7 +154,11 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
         verify: verify the result against the original with these options. Defaults to
             None (no verification).
         inplace: edit ``model`` itself (saves a copy of the weights; the CLI uses it).
-        options: strategy options (``decompose``: ``window``, ``power``).
+        options: strategy options. ``decompose``: ``window``, ``power`` (a formulation name,
+            or ``auto``: timed on this machine, see ``lrnconv.measure.formulation``), and for
+            ``auto`` ``tune_seconds`` (the timing budget; 0 = the default formulation, not
+            timed; defaults to 30) and ``tune_batch`` (the batch it is timed at, for models
+            whose batch is not fixed; defaults to 1).
         stats: calibration statistics keyed by site output, instead of fitting them on
             ``calibration``. Defaults to None (fitted when a strategy needs them).
         reference: what calibration, ``auto`` and verification compare against: ``native``
@@ -173,6 +184,13 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
     notes += [f"LRN '{s.name}' has bias = 0 (LRN as an L2 norm): where a whole window of its input is zero "
               "it computes 0/0, which is NaN" for s in sites if s.bias == 0]
     provider = verify.providers[0] if verify is not None and verify.providers else "cpu"
+    options = dict(options or {})
+    tuning = {k: options.pop(k) for k in ("tune_seconds", "tune_batch") if k in options}
+    formulation = None
+    if sites and FORMULATION_AUTO in (options.get("window"), options.get("power")):
+        formulation = _choose_formulation(model, sites, options, tuning, provider, input_shapes, input_values)
+        options.update(window=formulation.window, power=formulation.power)
+        notes.append(formulation.note())
     needs_data = stats is None and needs_calibration(strategy, sites)
     runnable = None
     if verify is not None or strategy == AUTO or needs_data or quantize is not None:
@@ -211,14 +229,14 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
             prepare, label = int8_trial(halves[0], quantize), "INT8"
             if fitted is None:  # nothing to fit, but the candidates are still judged on the held-out half
                 fitted = Calibration({}, halves[1], halves[0].count)
-        plan, attempts = select(runnable, fitted, tolerance, provider, stats=stats, options=dict(options or {}),
+        plan, attempts = select(runnable, fitted, tolerance, provider, stats=stats, options=dict(options),
                                 prepare=prepare, label=label)
     else:
         plan = uniform_plan(sites, strategy)
     converted, records = rewrite(model, plan, sites=sites, stats=stats, options=options, inplace=inplace)
     for record in records:
         record.attempts = attempts.get(record.site.output, [])
-    result = ConversionResult(converted, strategy, records, notes=notes)
+    result = ConversionResult(converted, strategy, records, notes=notes, formulation=formulation)
     if fitted is not None and data.random and needs_data:
         result.random_inputs.append("fitting")
     if verify is not None:
@@ -258,6 +276,32 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
         result.notes.append(PROXY_NOTE)
     log.info("%d LRN site(s) rewritten with %s", len(records), strategy)
     return result
+
+
+def _choose_formulation(model: onnx.ModelProto, sites: Sequence[LrnSite], options: Mapping[str, object],
+                        tuning: Mapping[str, object], provider: str,
+                        input_shapes: Optional[Mapping[str, Tuple[int, ...]]],
+                        input_values: Optional[Mapping[str, np.ndarray]]) -> FormulationChoice:
+    """decompose's window/power where the options say ``auto``: timed on ``provider`` (see
+    ``lrnconv.measure.formulation``), with every site decomposed by each candidate."""
+    window = str(options.get("window", DEFAULT_WINDOW))
+    power = str(options.get("power", DEFAULT_POWER))
+    shortlist = candidates(window, power, (DEFAULT_WINDOW, DEFAULT_POWER))
+    budget = float(tuning.get("tune_seconds", DEFAULT_BUDGET_SECONDS))
+    if budget <= 0:
+        return FormulationChoice(*shortlist[0], measured=False, reason="the default; not timed (budget 0)")
+    plan = {s.output: "decompose" for s in sites}
+
+    def builder(formulation):
+        chosen = {**options, "window": formulation[0], "power": formulation[1]}
+        return lambda: rewrite(model, plan, options=chosen, sites=sites)[0]
+
+    (provider,) = resolve_providers([provider])
+    fixed = sorted({s.fixed_batch for s in input_specs(model) if s.batched and s.fixed_batch})
+    batch = fixed[0] if fixed else int(tuning.get("tune_batch") or 1)
+    drawn, _ = random_samples(model, batch, shapes=input_shapes, values=input_values)
+    feeds = {**drawn.rows(0, batch), **drawn.whole}
+    return fastest({f: builder(f) for f in shortlist}, feeds, provider, budget)
 
 
 def _attach_site_drift(result: ConversionResult) -> None:
