@@ -5,9 +5,12 @@ import numpy as np
 import onnx
 import pytest
 
+import itertools
+
 import lrnconv
 from lrnconv.inputs import random_inputs
 from lrnconv.models import BUILTIN, build
+from lrnconv.passes.decompose import POWERS, WINDOWS
 from conftest import max_rel, run
 
 END_TO_END_MAX_REL = 1e-4
@@ -17,8 +20,8 @@ by < 1e-6 (tests/test_lrn_accuracy.py); the network amplifies the native kernel'
 5e-6..4.5e-5 at 'prob' on the full replicas, so 1e-5 would test the native kernel, not us."""
 
 
-def check_decomposed(model: onnx.ModelProto, samples: int = 32):
-    result = lrnconv.convert(model, "decompose")
+def check_decomposed(model: onnx.ModelProto, samples: int = 32, **options):
+    result = lrnconv.convert(model, "decompose", options=options)
     converted = result.model
     assert "LRN" not in {n.op_type for n in converted.graph.node}
     assert len(result.sites) == sum(n.op_type == "LRN" for n in model.graph.node) >= 2
@@ -37,6 +40,17 @@ def check_decomposed(model: onnx.ModelProto, samples: int = 32):
 @pytest.mark.parametrize("name", list(BUILTIN))
 def test_small_variant(name):
     check_decomposed(build(name, variant="small"))
+
+
+FORMULATIONS = list(itertools.product(WINDOWS, POWERS))
+
+
+@pytest.mark.parametrize("window,power", FORMULATIONS, ids=[f"{w}-{p}" for w, p in FORMULATIONS])
+@pytest.mark.parametrize("name", ["alexnet", "googlenet"])
+def test_every_formulation_in_place(name, window, power):
+    """Inside the networks, where ONNX Runtime runs the site in its blocked layout."""
+    result = check_decomposed(build(name, variant="small"), samples=8, window=window, power=power)
+    assert {(r.details["window"], r.details["power"]) for r in result.sites} == {(window, power)}
 
 
 @pytest.mark.parametrize("name", ["alexnet", "googlenet"])
