@@ -7,20 +7,28 @@ and one run:
 * ``deleted``  every LRN replaced by Identity (ORT removes it): the floor any
   rewrite of LRN could reach;
 * ``W/P``      ``lrnconv.convert(model, "decompose", options={"window": W, "power": P})``
-  for W in pool/conv/cumsum and P in roots/pow/explog (9 candidates).
+  for every window W and power P of ``lrnconv.passes.decompose`` (``--candidates``
+  picks some).
 
 Sessions: ``InferenceSession`` on CPUExecutionProvider, default graph optimizations
-(ORT_ENABLE_ALL), intra-op threads = all usable cores. All sessions of a model are
-created first; then, per batch, each is warmed up, and the timed runs go round-robin
-(one run of every variant per round, the order rotated each round) so that drift in the
-machine's speed hits every variant alike. Reported: medians of the timed runs (warm-up
-runs excluded), ratios against native and deleted measured in the same run.
+(ORT_ENABLE_ALL), intra-op threads = all usable cores, from one thread pool that all
+sessions share (``--thread-pool global``; ``session`` gives each session its own, as
+the earlier runs did). With a pool per session, the threads of the session that just
+ran keep spinning (ONNX Runtime's default) while the next session's threads start, on
+the same cores: round-robin over many sessions then inflates every run by a
+variant-dependent amount (measured: up to 2.4x on a decomposed site, 1.5x on the LRN-
+deleted AlexNet, against back-to-back runs of the same session). All sessions of a
+model are created first; then, per batch, each is warmed up, and the timed runs go
+round-robin (one run of every variant per round, the order rotated each round) so that
+drift in the machine's speed hits every variant alike. Reported: medians of the timed
+runs (warm-up runs excluded), ratios against native and deleted measured in the same run.
 
 Not a test: nothing here asserts a timing.
 
     python benchmarks/bench_decompose.py                 # alexnet, googlenet; batch 1 and 16
     python benchmarks/bench_decompose.py --models all    # + caffenet, zfnet, vgg_cnn_m
     python benchmarks/bench_decompose.py --quick         # few runs, smoke check
+    python benchmarks/bench_decompose.py --candidates pool/roots,conv/blocked
 """
 from __future__ import annotations
 
@@ -39,13 +47,13 @@ import onnxruntime as ort
 
 import lrnconv
 from lrnconv import models
+from lrnconv.passes.decompose import POWERS, WINDOWS
 
 from _common import RESULTS, ForeignLoad, lrn_deleted, wait_for_quiet, machine_lines, md_table, median, quartiles, usable_cores, write_result
 
-WINDOWS = ("pool", "conv", "cumsum")
-POWERS = ("roots", "pow", "explog")
 DEFAULT_MODELS = ("alexnet", "googlenet")
 CANDIDATES = [f"{w}/{p}" for w, p in itertools.product(WINDOWS, POWERS)]
+"""Every formulation of decompose, as 'window/power'."""
 FOREIGN: Dict[Tuple[str, int], Tuple[float, int]] = {}
 """(model, batch) -> (CPU cores other processes used during the kept rounds, rounds discarded)."""
 MACHINE: List[str] = []
@@ -68,6 +76,12 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="smoke run: batch 1: 5 runs, batch 16: 2 runs, 1 warm-up")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--provider", default="cpu", help="cpu or cuda (the GPU script uses cuda; default: %(default)s)")
+    p.add_argument("--candidates", default="all",
+                   help="comma-separated 'window/power' formulations, or 'all' (default: %(default)s = "
+                        + ", ".join(CANDIDATES) + ")")
+    p.add_argument("--thread-pool", choices=("global", "session"), default="global",
+                   help="one intra-op thread pool shared by all sessions, or one per session "
+                        "(default: %(default)s; see the module docstring)")
     p.add_argument("--wait-quiet", type=float, default=30.0, metavar="S",
                    help="before each timed block, wait up to S seconds for other processes to go quiet "
                         "(default: %(default)s; 0 = don't wait)")
@@ -84,6 +98,10 @@ def parse_args(argv=None):
         if m not in models.BUILTIN:
             p.error(f"unknown model '{m}'; valid: {', '.join(models.BUILTIN)}")
     args.batches = [int(b) for b in args.batches.split(",") if b]
+    args.candidates = CANDIDATES if args.candidates == "all" else [c for c in args.candidates.split(",") if c]
+    for c in args.candidates:
+        if c not in CANDIDATES:
+            p.error(f"unknown candidate '{c}'; valid: {', '.join(CANDIDATES)}")
     if args.quick:
         args.runs, args.warmup = "1:5,16:2", 1
     table = sorted((int(b), int(r)) for b, r in (item.split(":") for item in args.runs.split(",") if item))
@@ -94,9 +112,14 @@ def parse_args(argv=None):
     return args
 
 
-def make_session(model: onnx.ModelProto, threads: int, provider: str = "cpu") -> ort.InferenceSession:
+def make_session(model: onnx.ModelProto, threads: int, provider: str = "cpu",
+                 shared_pool: bool = False) -> ort.InferenceSession:
+    """A session; with ``shared_pool``, on the global thread pool (``ort.set_global_thread_pool_sizes`` first)."""
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
+    if shared_pool:
+        opts.use_per_session_threads = False
+    else:
+        opts.intra_op_num_threads = threads
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # the default, stated
     full = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}.get(provider, provider)
     session = ort.InferenceSession(model.SerializeToString(), opts, providers=[full])
@@ -106,7 +129,7 @@ def make_session(model: onnx.ModelProto, threads: int, provider: str = "cpu") ->
 
 
 def build_variants(name: str, args) -> Tuple[Dict[str, ort.InferenceSession], Dict[str, str]]:
-    """Sessions for native, deleted and the 9 candidates; and a description of each."""
+    """Sessions for native, deleted and the candidates; and a description of each."""
     t0 = time.perf_counter()
     native = models.build(name, variant="full", seed=args.seed)
     sites = lrnconv.find_lrn(native)
@@ -115,11 +138,12 @@ def build_variants(name: str, args) -> Tuple[Dict[str, ort.InferenceSession], Di
           f"{len(sites)} LRN sites {params}", file=sys.stderr)
     sessions: Dict[str, ort.InferenceSession] = {}
     notes: Dict[str, str] = {}
-    sessions["native"] = make_session(native, args.threads, args.provider)
+    shared = args.thread_pool == "global"
+    sessions["native"] = make_session(native, args.threads, args.provider, shared)
     notes["native"] = f"{len(sites)} x LRN"
-    sessions["deleted"] = make_session(lrn_deleted(native), args.threads, args.provider)
+    sessions["deleted"] = make_session(lrn_deleted(native), args.threads, args.provider, shared)
     notes["deleted"] = "LRN -> Identity"
-    for cand in CANDIDATES:
+    for cand in args.candidates:
         window, power = cand.split("/")
         result = lrnconv.convert(native, "decompose", options={"window": window, "power": power})
         used = {(r.details.get("window"), r.details.get("power")) for r in result.sites}
@@ -129,7 +153,7 @@ def build_variants(name: str, args) -> Tuple[Dict[str, ort.InferenceSession], Di
             desc += f"; actually used {sorted(used)}"
         notes[cand] = desc
         assert not any(n.op_type == "LRN" for n in result.model.graph.node)
-        sessions[cand] = make_session(result.model, args.threads, args.provider)
+        sessions[cand] = make_session(result.model, args.threads, args.provider, shared)
         del result
     print(f"[{name}] {len(sessions)} sessions ready after {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return sessions, notes
@@ -203,6 +227,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     ort.set_default_logger_severity(3)
+    if args.thread_pool == "global":
+        ort.set_global_thread_pool_sizes(args.threads, 1)
     RETRY["left"] = args.retry_budget
     MACHINE[:] = machine_lines()  # the revision measured, not the one at the end
     results = {}  # (model, batch) -> {variant: [ms...]}
@@ -237,7 +263,9 @@ def render(args, results, deviations, notes_by_model, elapsed) -> str:
     out += MACHINE or machine_lines()
     runs = ", ".join(f"batch {b}: {args.run_counts[b]} timed rounds" for b in args.batches)
     discarded = sum(d for _, d in FOREIGN.values())
-    out += [f"- sessions: {args.provider} provider, ORT_ENABLE_ALL (default), intra_op_num_threads={args.threads}; "
+    pool = "one thread pool shared by all sessions" if args.thread_pool == "global" else "a thread pool per session"
+    out += [f"- sessions: {args.provider} provider, ORT_ENABLE_ALL (default), {args.threads} intra-op threads "
+            f"({pool}); "
             f"{runs} (one run of every variant per round, order rotated each round) after {args.warmup} "
             f"warm-up run(s) per variant; a round during which other processes used more than "
             f"{args.max_foreign} cores was discarded and retried ({discarded} in all, retry budget "
@@ -255,13 +283,13 @@ def render(args, results, deviations, notes_by_model, elapsed) -> str:
         med = {v: median(t) for v, t in times.items()}
         nat, dele = med["native"], med["deleted"]
         rows = []
-        for v in ["native", "deleted"] + CANDIDATES:
+        for v in ["native", "deleted"] + args.candidates:
             lo, hi = quartiles(times[v])
             rows.append([f"`{v}`", f"{fmt_ms(med[v])} [{fmt_ms(lo)}-{fmt_ms(hi)}]", fmt_ms(min(times[v])),
                          f"{med[v] / nat:.3f}", f"{paired(times, v, 'native'):.3f}",
                          f"{med[v] / dele:.3f}", f"{paired(times, v, 'deleted'):.3f}",
                          f"{deviations[(name, batch)][v]:.1e}", notes_by_model[name][v]])
-        best = min(CANDIDATES, key=lambda v: med[v])
+        best = min(args.candidates, key=lambda v: med[v])
         fastest[(name, batch)] = (best, med[best], nat, dele, times)
         foreign, dropped = FOREIGN.get((name, batch), (0.0, 0))
         out += [f"## {name}, batch {batch}", "",
@@ -282,18 +310,18 @@ def render(args, results, deviations, notes_by_model, elapsed) -> str:
 
     out += ["## Candidates across all models and batches", "",
             "Geometric means over the (model, batch) cells of the paired ratios; `worst` = the largest "
-            "paired ratio to native in any cell; `rank` = mean rank by median time among the 9 candidates "
+            "paired ratio to native in any cell; `rank` = mean rank by median time among the candidates "
             "(1 = fastest); `LRN cost` = geomean over cells of (candidate - deleted) / (native - deleted) "
             "from the paired ratios, where the LRN share is over 5% (what the decomposition costs relative "
             "to ORT's LRN kernel: 0 = free, 1 = as slow as native).", ""]
     rows = []
     keys = list(results)
-    ranks = {v: [] for v in CANDIDATES}
+    ranks = {v: [] for v in args.candidates}
     for k in keys:
-        med = {v: median(results[k][v]) for v in CANDIDATES}
-        for i, v in enumerate(sorted(CANDIDATES, key=med.get)):
+        med = {v: median(results[k][v]) for v in args.candidates}
+        for i, v in enumerate(sorted(args.candidates, key=med.get)):
             ranks[v].append(i + 1)
-    for v in sorted(CANDIDATES, key=lambda v: geomean([paired(results[k], v, "native") for k in keys])):
+    for v in sorted(args.candidates, key=lambda v: geomean([paired(results[k], v, "native") for k in keys])):
         r_nat = [paired(results[k], v, "native") for k in keys]
         r_del = [paired(results[k], v, "deleted") for k in keys]
         shares = []
@@ -317,7 +345,7 @@ def render(args, results, deviations, notes_by_model, elapsed) -> str:
     winners = sorted({best for best, *_ in fastest.values()})
     out.append(f"- Fastest candidate per cell: {', '.join(f'`{w}`' for w in winners)}"
                + (" (the same everywhere)." if len(winners) == 1 else " (differs by cell)."))
-    beats = [c for c in CANDIDATES
+    beats = [c for c in args.candidates
              if all(median(results[k][c]) < median(results[k]["native"]) and paired(results[k], c, "native") < 1
                     for k in keys)]
     out.append("- Candidates faster than native LRN in every cell (by median and paired ratio): "
@@ -326,8 +354,8 @@ def render(args, results, deviations, notes_by_model, elapsed) -> str:
     if key in results:
         times = results[key]
         dele = median(times["deleted"])
-        within = [c for c in CANDIDATES if median(times[c]) <= 1.25 * dele and paired(times, c, "deleted") <= 1.25]
-        best = min(CANDIDATES, key=lambda c: median(times[c]))
+        within = [c for c in args.candidates if median(times[c]) <= 1.25 * dele and paired(times, c, "deleted") <= 1.25]
+        best = min(args.candidates, key=lambda c: median(times[c]))
         out.append(f"- AlexNet batch 16: fastest `{best}` at {median(times[best]) / dele:.3f}x deleted "
                    f"(paired {paired(times, best, 'deleted'):.3f}); within 1.25x of deleted (both measures): "
                    + (", ".join(f"`{c}`" for c in within) if within else "**none**") + ".")
