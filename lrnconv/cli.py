@@ -22,7 +22,8 @@ from .calibrate import DEFAULT_CALIBRATION_SAMPLES
 from .convert import AUTO
 from .drift import Tolerance
 from .inputs import ImagePreprocessing, load_data
-from .passes.decompose import POWERS, WINDOWS
+from .formulation import AUTO as FORMULATION_AUTO, DEFAULT_BUDGET_SECONDS
+from .passes.decompose import DEFAULT_POWER, DEFAULT_WINDOW, POWERS, WINDOWS
 from .modelio import import_notes, load, same_file, save
 from .render import records_text, report_text, sites_text
 from .sites import find_lrn
@@ -190,12 +191,20 @@ def with_image_options(func):
 @click.option("--no-verify", is_flag=True, help="Skip verification with ONNX Runtime.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the per-site report as JSON.")
 @click.option("--in-place", is_flag=True, help="Allow the output to replace MODEL.")
-@click.option("--window", type=click.Choice(WINDOWS), default=None,
-              help="decompose: window-sum formulation (default: the fastest measured).")
-@click.option("--power", type=click.Choice(POWERS), default=None,
-              help="decompose: power formulation (default: the fastest measured).")
+@click.option("--window", type=click.Choice(WINDOWS + (FORMULATION_AUTO,)), default=None,
+              help=f"decompose: window-sum formulation; auto = time the candidates on this machine "
+                   f"[default: {DEFAULT_WINDOW}].")
+@click.option("--power", type=click.Choice(POWERS + (FORMULATION_AUTO,)), default=None,
+              help=f"decompose: power formulation; auto = time the candidates on this machine "
+                   f"[default: {DEFAULT_POWER}].")
+@click.option("--tune-seconds", type=click.FloatRange(min=0), default=None,
+              help=f"--window/--power auto: timing budget in seconds; 0 = use the default formulation "
+                   f"without timing [default: {DEFAULT_BUDGET_SECONDS:g}].")
+@click.option("--tune-batch", type=click.IntRange(min=1), default=None,
+              help="--window/--power auto: batch to time at, where the model's batch is not fixed [default: 1].")
 def convert_command(model, output, weights, strategy, calib, mean, std, size, bgr, tolerance, samples,
-                    providers, atol, rtol, no_verify, report, in_place, window, power) -> None:
+                    providers, atol, rtol, no_verify, report, in_place, window, power, tune_seconds,
+                    tune_batch) -> None:
     """Rewrite every LRN of MODEL with a strategy, verify it, and save it to OUTPUT."""
     if output is None:
         if not in_place:
@@ -214,7 +223,10 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
     if not no_verify:
         verify_options = VerifyOptions(providers=_providers(providers),
                                        samples=samples or DEFAULT_SAMPLES, atol=atol, rtol=rtol)
-    options = {k: v for k, v in (("window", window), ("power", power)) if v}
+    if FORMULATION_AUTO not in (window, power) and (tune_seconds is not None or tune_batch is not None):
+        click.echo("warning: --tune-seconds/--tune-batch only apply with --window auto or --power auto", err=True)
+    options = {k: v for k, v in (("window", window), ("power", power), ("tune_seconds", tune_seconds),
+                                 ("tune_batch", tune_batch)) if v is not None}
     with _about(model):
         result = convert(loaded, strategy, calibration=data, tolerance=_tolerance(tolerance),
                          verify=verify_options, inplace=True, options=options,

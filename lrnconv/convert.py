@@ -20,9 +20,13 @@ import onnx
 from .calibrate import DEFAULT_CALIBRATION_SAMPLES, Calibration, calibrate
 from .drift import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from .errors import UnsupportedModel, UsageError
+from .formulation import AUTO as FORMULATION_AUTO, DEFAULT_BUDGET_SECONDS, FormulationChoice, candidates, fastest
+from .inputs import random_inputs
+from .passes.decompose import DEFAULT_POWER, DEFAULT_WINDOW
 from .preserve import EditableModel
 from .sites import SITES_METADATA_KEY, LrnSite, declared_sites, find_lrn
 from .strategy import EXACT, NOT_APPLICABLE, NameAllocator, RewriteContext, SiteRecord
+from .runtime import resolve_providers
 from .verify import DEFAULT_SAMPLES, DriftReport, verify as run_verify
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,8 @@ class ConversionResult:
     sites: List[SiteRecord]
     verify: Optional[DriftReport] = None
     notes: List[str] = field(default_factory=list)
+    formulation: Optional[FormulationChoice] = None
+    """decompose's formulation when the options asked for ``auto`` (what was timed, what won)."""
 
     @property
     def passed(self) -> bool:
@@ -65,10 +71,13 @@ class ConversionResult:
         return self.verify is None or self.verify.passed
 
     def to_dict(self, input_path: Optional[str] = None, output_path: Optional[str] = None) -> Dict[str, object]:
-        return {"input": input_path, "output": output_path, "strategy": self.strategy,
-                "sites": [r.to_dict() for r in self.sites],
-                "verify": self.verify.to_dict() if self.verify is not None else None,
-                "notes": list(self.notes)}
+        found = {"input": input_path, "output": output_path, "strategy": self.strategy,
+                 "sites": [r.to_dict() for r in self.sites],
+                 "verify": self.verify.to_dict() if self.verify is not None else None,
+                 "notes": list(self.notes)}
+        if self.formulation is not None:  # only when asked for: the report keeps its documented keys
+            found["formulation"] = self.formulation.to_dict()
+        return found
 
 
 def rewrite(model: onnx.ModelProto, plan: Mapping[str, str], *, inplace: bool = False,
@@ -146,7 +155,11 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
         verify: verify the result against the original with these options. Defaults to
             None (no verification).
         inplace: edit ``model`` itself (saves a copy of the weights; the CLI uses it).
-        options: strategy options (``decompose``: ``window``, ``power``).
+        options: strategy options. ``decompose``: ``window``, ``power`` (a formulation name,
+            or ``auto``: timed on this machine, see ``lrnconv.formulation``), and for
+            ``auto`` ``tune_seconds`` (the timing budget; 0 = the default formulation, not
+            timed; defaults to 20) and ``tune_batch`` (the batch it is timed at, for models
+            whose batch is not fixed; defaults to 1).
 
     Raises:
         UsageError: unknown strategy.
@@ -161,6 +174,11 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
     options = dict(options or {})
     fitted: Optional[Calibration] = None
     provider = (verify.providers[0] if verify is not None and verify.providers else "cpu")
+    formulation = None
+    if sites and FORMULATION_AUTO in (options.get("window"), options.get("power")):
+        formulation = _choose_formulation(model, sites, options, provider)
+        options.update(window=formulation.window, power=formulation.power)
+        notes.append(formulation.note())
     if "stats" not in options and _needs_statistics(strategy, sites):
         fitted = calibrate(model, sites, calibration, samples=calibration_samples, provider=provider)
         options["stats"] = fitted.stats
@@ -178,7 +196,7 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
     for record in records:
         if record.site.output in choices:
             record.details["auto"] = choices[record.site.output]
-    result = ConversionResult(converted, strategy, records, notes=notes)
+    result = ConversionResult(converted, strategy, records, notes=notes, formulation=formulation)
     if verify is not None:
         reference = onnx.ModelProto()
         reference.ParseFromString(reference_bytes)
@@ -201,6 +219,27 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
         result.notes.extend(n for n in result.verify.notes if n not in result.notes)
     log.info("%d LRN site(s) rewritten with %s", len(records), strategy)
     return result
+
+
+def _choose_formulation(model: onnx.ModelProto, sites: Sequence[LrnSite], options: Mapping[str, object],
+                        provider: str) -> FormulationChoice:
+    """decompose's window/power where the options say ``auto``: timed on ``provider`` (see
+    ``lrnconv.formulation``), with every site decomposed by each candidate."""
+    window = str(options.get("window", DEFAULT_WINDOW))
+    power = str(options.get("power", DEFAULT_POWER))
+    shortlist = candidates(window, power, (DEFAULT_WINDOW, DEFAULT_POWER))
+    budget = float(options.get("tune_seconds", DEFAULT_BUDGET_SECONDS))
+    if budget <= 0:
+        return FormulationChoice(*shortlist[0], measured=False, reason="the default; not timed (budget 0)")
+    plan = {s.output: "decompose" for s in sites}
+
+    def builder(formulation):
+        chosen = {**options, "window": formulation[0], "power": formulation[1]}
+        return lambda: rewrite(model, plan, options=chosen, sites=sites)[0]
+
+    (provider,) = resolve_providers([provider])
+    feeds = random_inputs(model, int(options.get("tune_batch") or 1), seed=0)
+    return fastest({f: builder(f) for f in shortlist}, feeds, provider, budget)
 
 
 def _needs_statistics(strategy: str, sites) -> bool:
