@@ -16,8 +16,10 @@ sessions share (``--thread-pool global``; ``session`` gives each session its own
 the earlier runs did). With a pool per session, the threads of the session that just
 ran keep spinning (ONNX Runtime's default) while the next session's threads start, on
 the same cores: round-robin over many sessions then inflates every run by a
-variant-dependent amount (measured: up to 2.4x on a decomposed site, 1.5x on the LRN-
-deleted AlexNet, against back-to-back runs of the same session). All sessions of a
+variant-dependent amount (measured on the LRN-deleted full AlexNet, 2 cores: 29.7 ms
+round-robin over 5 sessions against 9.0 ms back-to-back at batch 1, 97.7 against 75.9 ms at
+batch 16; with one shared pool 7.8 and 64.0 ms round-robin). The ratios of runs made with
+per-session pools are pulled towards 1. All sessions of a
 model are created first; then, per batch, each is warmed up, and the timed runs go
 round-robin (one run of every variant per round, the order rotated each round) so that
 drift in the machine's speed hits every variant alike. Reported: medians of the timed
