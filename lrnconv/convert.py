@@ -158,7 +158,7 @@ def convert(model: onnx.ModelProto, strategy: str = "decompose", *,
         options: strategy options. ``decompose``: ``window``, ``power`` (a formulation name,
             or ``auto``: timed on this machine, see ``lrnconv.formulation``), and for
             ``auto`` ``tune_seconds`` (the timing budget; 0 = the default formulation, not
-            timed; defaults to 20) and ``tune_batch`` (the batch it is timed at, for models
+            timed; defaults to 30) and ``tune_batch`` (the batch it is timed at, for models
             whose batch is not fixed; defaults to 1).
 
     Raises:

@@ -6,15 +6,18 @@ Runtime's blocked (NCHWc) layout; the AveragePool window costs a few memory pass
 plain NCHW, and at batch 1 runs on one thread (MLAS splits a pool over batch x channels,
 and the lifted tensor has one channel). Which wins depends on the site's channel count
 and on the machine's arithmetic rate against its memory bandwidth: on a 2-core AMD EPYC
-(Zen 5, AVX-512) the Conv window is faster at batch 1 on every built-in model, and at
-batch 16 on AlexNet and VGG-CNN-M but not on GoogLeNet, whose 192-channel site makes the
-band Conv 115 M multiply-adds per image (``FINDINGS.md``). A CPU with half the
-multiply-add rate (AVX2) moves that crossover to fewer channels.
+(Zen 5, AVX-512) the Conv-window formulations are 2-5 % faster than ``pool/roots`` on
+AlexNet and VGG-CNN-M, and within 1 % on GoogLeNet at batch 16, whose 192-channel site
+makes the band Conv 115 M multiply-adds per image (``FINDINGS.md``). A CPU with half the
+multiply-add rate (AVX2) doubles the band Conv's cost and not the pool's memory passes.
 
 What it does: every candidate (``candidates``: the shortlist, with the part the user
 fixed kept) is applied to every site; the models are timed whole, at one batch, in
-rounds that run each candidate twice and keep the second run (the first lets the
-previous session's spinning threads go idle), the order rotated every round. A
+rounds that run each candidate once, the order rotated every round. The timing sessions
+do not spin: with ONNX Runtime's default, the threads of the session that just ran keep
+spinning over the next one's first runs (measured on the full AlexNet at batch 1: 24-27
+ms a run, against 9.7-10 ms without spinning and 10-11 ms from the third run of a
+session on). A
 candidate replaces the default only when the median over rounds of its time divided by
 the default's time in the same round is below ``SWITCH_RATIO``: closer than that is
 within what a shared machine's noise does to a few rounds, and the default is then kept.
@@ -47,7 +50,7 @@ SHORTLIST: Tuple[Tuple[str, str], ...] = (("pool", "roots"), ("conv", "roots"), 
 (``cumsum`` is also less precise, ``pow`` and ``explog`` pay for ONNX Runtime's Pow and Log)."""
 WINDOW_SHORTLIST = ("pool", "conv")
 POWER_SHORTLIST = ("roots", "inverse", "blocked")
-DEFAULT_BUDGET_SECONDS = 20.0
+DEFAULT_BUDGET_SECONDS = 30.0
 MIN_ROUNDS = 3
 SWITCH_RATIO = 0.98
 
@@ -128,7 +131,7 @@ def fastest(builders: Mapping[Formulation, Callable[[], onnx.ModelProto]], feeds
     for formulation in order:
         if sessions and time.perf_counter() >= deadline:
             break
-        session = create_session(builders[formulation](), provider)
+        session = create_session(builders[formulation](), provider, spinning=False)
         session.inner.run(None, feeds)  # first-run allocations and kernel set-up
         sessions[formulation] = session
     times: Dict[Formulation, List[float]] = {f: [] for f in sessions}
@@ -136,7 +139,6 @@ def fastest(builders: Mapping[Formulation, Callable[[], onnx.ModelProto]], feeds
     while len(sessions) > 1 and time.perf_counter() < deadline:
         rotated = order[rounds % len(order):] + order[:rounds % len(order)]
         for formulation in (f for f in rotated if f in sessions):
-            sessions[formulation].inner.run(None, feeds)  # lets the previous session's threads idle
             start = time.perf_counter()
             sessions[formulation].inner.run(None, feeds)
             times[formulation].append(time.perf_counter() - start)

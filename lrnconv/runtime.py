@@ -127,8 +127,13 @@ def _with_extra_outputs(model: onnx.ModelProto, names: Sequence[str]) -> bytes:
 
 
 def create_session(model: onnx.ModelProto, provider: str,
-                   expose: Sequence[str] = (), threads: Optional[int] = None) -> Session:
+                   expose: Sequence[str] = (), threads: Optional[int] = None,
+                   spinning: bool = True) -> Session:
     """A session on exactly ``provider``; intermediate tensors ``expose`` become outputs.
+
+    ``spinning=False`` lets the intra-op threads sleep as soon as a parallel section ends
+    (ONNX Runtime's default keeps them spinning a while), for sessions timed side by side:
+    otherwise the threads of the session that just ran spin over the next one's runs.
 
     Raises:
         RuntimeRefused: ONNX Runtime rejected the model.
@@ -138,6 +143,8 @@ def create_session(model: onnx.ModelProto, provider: str,
     options.log_severity_level = 4  # refusals are reported by lrnconv, not logged twice
     if threads:
         options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     payload = _with_extra_outputs(model, expose)
     try:
         inner = ort.InferenceSession(payload, sess_options=options, providers=[provider])
