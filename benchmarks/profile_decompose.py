@@ -49,7 +49,7 @@ import lrnconv
 from lrnconv import models
 from lrnconv.passes.decompose import POWERS, WINDOWS
 
-from _common import RESULTS, ForeignLoad, lrn_deleted, machine_lines, md_table, usable_cores, wait_for_quiet, write_result
+from _common import ForeignLoad, lrn_deleted, machine_lines, md_table, usable_cores, wait_for_quiet, write_result
 
 DEFAULT_VARIANTS = ("native", "deleted", "pool/roots", "conv/roots")
 

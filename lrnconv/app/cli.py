@@ -38,12 +38,13 @@ from ..passes import REGISTRY
 from ..passes.decompose import DEFAULT_POWER, DEFAULT_WINDOW, POWERS, WINDOWS
 from ..runtime.datafiles import ImagePreprocessing, load_data
 from ..runtime.inputs import array_samples, input_specs, parse_input_shapes, parse_input_values
+from ..runtime.progress import watching
 from ..runtime.runnable import REFERENCES
 from .conversion import AUTO, VerifyOptions, convert, int8_path
 from .executors import make_executor
 from .inspection import inspect as inspect_model
 from .plots import PLOTS_HINT, figure_writers, plots_available
-from .progress import BarProgress, LineProgress
+from .progress import BarProgress, LineProgress, SampleBar
 from .render import importance_text, inspection_text, int8_text, records_text, report_text
 from .shards import parse_shard
 from .zoo import DEFAULT_TIMING_RUNS, ZooOptions, ZooProgress, builtin_items, folder_items, run_zoo
@@ -97,6 +98,11 @@ class _Cli(click.Group):
                 raise
             click.echo(f"lrnconv: error: {type(exc).__name__}: the model is too large or too deep", err=True)
             ctx.exit(EXIT_BAD_INPUT)
+
+
+def _sample_progress():
+    """A bar per long sample loop (calibrating, verifying, auto's trials) when stderr is a terminal."""
+    return watching(SampleBar(sys.stderr) if sys.stderr.isatty() else None)
 
 
 @contextlib.contextmanager
@@ -285,7 +291,7 @@ def inspect(model: str, weights: Optional[str], as_json: bool, data, mean, std, 
     if data is not None:
         _, values = _model_inputs(loaded, input_shapes, input_values)
         inputs = _samples(data, loaded, samples, _preprocessing(mean, std, size, bgr), values)
-    with _about(model):
+    with _about(model), _sample_progress():
         inspection = inspect_model(loaded, inputs, tolerance=_tolerance(tolerance), strategies=_providers(strategies),
                                    quantize=_int8_options(quantize, exclude_decomposition), provider=provider,
                                    reference=reference_mode, drop_nonfinite=drop_nonfinite)
@@ -422,7 +428,7 @@ def convert_command(model, output, weights, strategy, calib, mean, std, size, bg
         click.echo("warning: --tune-seconds/--tune-batch only apply with --window auto or --power auto", err=True)
     options = {k: v for k, v in (("window", window), ("power", power), ("tune_seconds", tune_seconds),
                                  ("tune_batch", tune_batch)) if v is not None}
-    with _about(model):
+    with _about(model), _sample_progress():
         result = convert(loaded, strategy, calibration=data, tolerance=_tolerance(tolerance),
                          verify=verify_options, inplace=True, options=options,
                          calibration_samples=samples or DEFAULT_CALIBRATION_SAMPLES, reference=reference_mode,
@@ -511,10 +517,11 @@ def verify_command(reference, candidate, data, mean, std, size, bgr, samples, pr
             golden = load_golden(load_outputs, ref)
     recorder = GoldenRecorder() if save_outputs else None
     try:
-        report = run_verify(ref, cand, inputs, _providers(providers), samples=samples or DEFAULT_SAMPLES,
-                            input_shapes=shapes, input_values=values, reference_mode=reference_mode,
-                            atol=_per_output(atol), rtol=_per_output(rtol), error_stat=error_stat,
-                            per_site=per_site, tolerance=_tolerance(tolerance), golden=golden, record=recorder)
+        with _sample_progress():
+            report = run_verify(ref, cand, inputs, _providers(providers), samples=samples or DEFAULT_SAMPLES,
+                                input_shapes=shapes, input_values=values, reference_mode=reference_mode,
+                                atol=_per_output(atol), rtol=_per_output(rtol), error_stat=error_stat,
+                                per_site=per_site, tolerance=_tolerance(tolerance), golden=golden, record=recorder)
     except RunFailed as exc:
         raise RunFailed(f"{reference if exc.role == 'reference' else candidate}: {exc}", exc.role) from None
     if recorder is not None:
@@ -536,8 +543,9 @@ def _verify_int8(ref, cand, inputs, *, reference, candidate, samples, shapes, va
         inputs, _ = samples_for(ref, samples=samples or DEFAULT_CALIBRATION_SAMPLES, input_shapes=shapes,
                                 input_values=values)
     try:
-        checked = verify_quantized(ref, cand, inputs, providers=providers, tolerance=tolerance, options=options,
-                                   reference_mode=reference_mode, atol=atol, rtol=rtol, error_stat=error_stat)
+        with _sample_progress():
+            checked = verify_quantized(ref, cand, inputs, providers=providers, tolerance=tolerance, options=options,
+                                       reference_mode=reference_mode, atol=atol, rtol=rtol, error_stat=error_stat)
     except RunFailed as exc:
         raise RunFailed(f"{reference if exc.role == 'reference' else candidate}: {exc}", exc.role) from None
     if save_int8 is not None:

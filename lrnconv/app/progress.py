@@ -5,6 +5,10 @@ stage (with more than one worker: the first running one, and how many more), ela
 and ETA; a failure is printed above the bar with its reason. ``LineProgress``: one line
 per finished model with the same counts and an ETA, for logs (Slurm, Kubernetes, CI) and
 ``--json``. The CLI picks one (``--quiet``: neither); the library prints nothing itself.
+
+``SampleBar``: the same kind of bar for the sample loops of one conversion or verification
+(calibrating, verifying on a provider, ``auto``'s trials; ``lrnconv.runtime.progress``),
+shown only once a stage has run for a second and removed when it ends.
 """
 from __future__ import annotations
 
@@ -13,7 +17,11 @@ from typing import Dict, Mapping, Optional, Sequence, TextIO
 
 from tqdm import tqdm
 
+from ..runtime.progress import Watcher
 from .zoo import ZooProgress
+
+SAMPLE_BAR_DELAY = 1.0
+"""Seconds a sample loop runs before its bar appears: short runs stay quiet."""
 
 
 def _clock(seconds: Optional[float]) -> str:
@@ -123,3 +131,25 @@ class BarProgress(_Counts):
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class SampleBar(Watcher):
+    """A tqdm bar per sample loop on ``stream`` (a terminal): the stage, samples done of all, ETA."""
+
+    def __init__(self, stream: TextIO, delay: float = SAMPLE_BAR_DELAY):
+        self.stream, self.delay = stream, delay
+        self.bar: Optional[tqdm] = None
+
+    def begin(self, stage: str, total: int) -> None:
+        self.end()
+        self.bar = tqdm(total=total, desc=stage, unit="sample", file=self.stream, dynamic_ncols=True,
+                        delay=self.delay, leave=False)
+
+    def advance(self, samples: int) -> None:
+        if self.bar is not None:
+            self.bar.update(samples)
+
+    def end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

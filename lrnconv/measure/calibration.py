@@ -17,6 +17,7 @@ from typing import Dict, List, Tuple
 from ..base.errors import BadInput
 from ..maths.stats import SiteStats
 from ..runtime.inputs import Samples, input_specs, rows_per_run
+from ..runtime.progress import tracked
 from ..runtime.providers import resolve_providers
 from ..runtime.runnable import RunnableReference
 
@@ -87,7 +88,7 @@ def calibrate(reference: RunnableReference, samples: Samples, *, provider: str =
         if note:
             notes.append(note)
         rows, pad = rows_per_run(input_specs(reference.model), fit.rows_hint)
-        for chunk in fit.chunks(rows, pad):
+        for chunk in tracked(fit.chunks(rows, pad), "calibrating", fit.count):
             values = session.run_chunk(chunk, exposed)
             for s in reachable:
                 x, y = values[s.input], values[s.output]

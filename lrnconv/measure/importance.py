@@ -50,6 +50,7 @@ from ..maths.drift import Drift, DriftMeter, Tolerance
 from ..maths.stats import SiteStats
 from ..passes import AUTO_ORDER, REGISTRY
 from ..runtime.inputs import Samples, input_specs, rows_per_run
+from ..runtime.progress import tracked
 from ..runtime.providers import resolve_providers
 from ..runtime.runnable import RunnableReference
 from ..runtime.sessions import RuntimeRefused, create_session
@@ -320,7 +321,7 @@ def measure_importance(reference: RunnableReference, samples: Samples, *, provid
     divisors = {s.output: LogHistogram() for s in sites}
     rows, pad = rows_per_run(input_specs(model), evaluation.rows_hint)
     failed = set()
-    for chunk in evaluation.chunks(rows, pad):
+    for chunk in tracked(evaluation.chunks(rows, pad), "importance", evaluation.count):
         expected = session.run_chunk(chunk, exposed)
         for s in sites:
             x, y = expected[s.input], expected[s.output]

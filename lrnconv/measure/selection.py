@@ -32,6 +32,7 @@ from ..maths.drift import DriftMeter, Tolerance
 from ..maths.stats import SiteStats
 from ..passes import AUTO_FALLBACK, AUTO_ORDER
 from ..runtime.inputs import input_specs, rows_per_run
+from ..runtime.progress import tracked
 from ..runtime.providers import resolve_providers
 from ..runtime.runnable import RunnableReference
 from ..runtime.sessions import RuntimeRefused, create_session
@@ -78,7 +79,8 @@ def select(reference: RunnableReference, calibration: Optional[Calibration], tol
     if evaluation is not None:
         rows, pad = rows_per_run(input_specs(reference.model), evaluation.rows_hint)
         session = reference.session(provider, evaluation, outputs)
-        expected = [session.run_chunk(chunk, outputs) for chunk in evaluation.chunks(rows, pad)]  # outputs only
+        expected = [session.run_chunk(chunk, outputs)  # outputs only
+                    for chunk in tracked(evaluation.chunks(rows, pad), "auto: the reference", evaluation.count)]
 
     plan: Dict[str, str] = {}
     attempts: Dict[str, List[Attempt]] = {}
@@ -105,7 +107,9 @@ def select(reference: RunnableReference, calibration: Optional[Calibration], tol
                 if prepare is not None:
                     candidate = prepare(candidate, records, reference.model)
                 trial_session = create_session(candidate, provider)
-                for chunk, reference_outputs in zip(evaluation.chunks(rows, pad), expected):
+                trial_chunks = tracked(evaluation.chunks(rows, pad), f"auto: {site.name} {strategy.name}",
+                                       evaluation.count)
+                for chunk, reference_outputs in zip(trial_chunks, expected):
                     got = trial_session.run_chunk(chunk, outputs)
                     for o in outputs:
                         meters[o].update(got[o], reference_outputs[o])

@@ -29,11 +29,12 @@ import numpy as np
 import onnx
 
 from ..base.errors import RunFailed, UsageError
-from ..graph.sites import LrnSite, find_lrn
 from ..base.text import json_number
+from ..graph.sites import LrnSite, find_lrn
 from ..maths.drift import Drift, DriftMeter, Tolerance, default_tolerance
 from ..maths.reference import lrn_onnx
 from ..runtime.inputs import Samples, array_samples, input_specs, random_samples, rows_per_run
+from ..runtime.progress import tracked
 from ..runtime.providers import resolve_providers, short_name
 from ..runtime.runnable import RunnableReference
 from ..runtime.sessions import RuntimeRefused, Session, create_session
@@ -313,7 +314,7 @@ def verify_against(reference: RunnableReference, candidate: onnx.ModelProto, sam
         out_meters, site_meters = meters(outputs, detail=True), meters(pairs)
         floor_meters = meters([s.output for s in floors])
         noise_meters = meters(outputs) if cpu is not None else {}
-        for chunk in samples.chunks(rows, pad):
+        for chunk in tracked(samples.chunks(rows, pad), f"verifying on {short_name(provider)}", samples.count):
             expected = golden.expected(chunk, outputs) if golden is not None else _run(session, chunk, want, "reference")
             if record is not None and index == 0:
                 record.add(chunk, samples.whole, {o: expected[o] for o in outputs})
@@ -364,7 +365,7 @@ def _compare_with_exact(reference: RunnableReference, cand_session: Session, sam
     """The candidate against the exact reference: does the native kernel's error explain its drift?"""
     exact = reference.exact_session(cand_session.provider, outputs)
     exact_meters = meters(outputs, detail=True)
-    for chunk in samples.chunks(rows, pad):
+    for chunk in tracked(samples.chunks(rows, pad), "comparing with the exact reference", samples.count):
         expected = _run(exact, chunk, outputs, "reference")
         got = _run(cand_session, chunk, outputs, "candidate")
         for o in outputs:
