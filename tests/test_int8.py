@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
@@ -102,7 +104,7 @@ def test_fold_leaves_no_float_island_and_the_settings_are_per_channel_symmetric(
     quantized = _check_reported_against_a_direct_measurement(int8, DIGITS, report, data)
     assert report["int8"]["float_islands"] == [] and report["int8"]["integer_only"] is True
     assert "float islands: none" in run.stdout
-    initializers = {t.name: onnx.numpy_helper.to_array(t) for t in quantized.graph.initializer}
+    initializers = {t.name: numpy_helper.to_array(t) for t in quantized.graph.initializer}
     for node in quantized.graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
             zero_point = initializers.get(node.input[2])
@@ -185,13 +187,46 @@ def test_our_int8_model_is_what_onnx_runtimes_quantizer_makes_with_the_documente
     quantize_static(pre, theirs, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+                    reduce_range="7-bit (reduce_range)" in result.int8.settings)  # what the report says it did
     ours = _prob(result.int8.model, data["held"])
     np.testing.assert_array_equal(ours, _prob(onnx.load(theirs), data["held"]))
     drift = result.int8.outputs()["prob"]
     reference = _prob(lrnconv.load(WIDE), data["held"])
     assert drift.top1 == float(np.mean(ours.argmax(1) == reference.argmax(1)))
     assert result.passed == (result.verify.passed and result.int8.passed)
+
+
+def _weight_range(model: onnx.ModelProto):
+    """The smallest and largest int8 value of the QDQ model's quantized weights."""
+    values = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    weights = [v for v in values if v.size > 1]  # zero points are scalars or all zeros
+    return min(int(v.min()) for v in weights), max(int(v.max()) for v in weights)
+
+
+@pytest.mark.parametrize("reduce_range", [True, False])
+def test_weight_range_is_what_was_asked_and_said(data, reduce_range):
+    """reduce_range=True quantizes the weights to 7 bits (|q| <= 64), False to the full 8 (|q| reaches 127)."""
+    options = lrnconv.Int8Options(reduce_range=reduce_range)
+    result = lrnconv.convert(lrnconv.load(DIGITS), "fold", calibration={"data": data["x"][:64]}, quantize=options)
+    low, high = _weight_range(result.int8.model)
+    if reduce_range:
+        assert -64 <= low and high <= 64 and max(-low, high) >= 60
+        assert "7-bit (reduce_range)" in result.int8.settings
+    else:
+        assert max(-low, high) == 127 and "7-bit" not in result.int8.settings
+    assert not any("x86 without VNNI" in n for n in result.int8.notes)  # asked for: no machine note
+
+
+def test_by_default_weights_are_7_bit_exactly_where_the_cpu_saturates(data):
+    """x86 without avx512_vnni / avx_vnni (read here from /proc/cpuinfo): VPMADDUBSW's int16 pair sums clip."""
+    with open("/proc/cpuinfo") as cpuinfo:
+        flags = next(line for line in cpuinfo if line.startswith("flags")).split()
+    saturates = platform.machine() in ("x86_64", "AMD64") and not {"avx512_vnni", "avx_vnni"} & set(flags)
+    result = lrnconv.convert(lrnconv.load(DIGITS), "fold", calibration={"data": data["x"][:64]}, quantize="int8")
+    low, high = _weight_range(result.int8.model)
+    assert (max(-low, high) <= 64) == saturates
+    assert any("x86 without VNNI" in n for n in result.int8.notes) == saturates
 
 
 def test_opset_is_raised_for_per_channel_quantization_and_said(data):

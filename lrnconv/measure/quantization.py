@@ -55,20 +55,24 @@ class Int8Options:
         exclude_nodes: further node names to keep in float.
         per_channel: per-channel weight scales. Defaults to True.
         symmetric_activations: symmetric int8 activations. Defaults to True.
+        reduce_range: 7-bit weights. Defaults to None: only on a CPU whose int8 dot
+            products saturate (``lrnconv.runtime.cpu``).
     """
 
     exclude_decomposition: bool = False
     exclude_nodes: Tuple[str, ...] = ()
     per_channel: bool = True
     symmetric_activations: bool = True
+    reduce_range: Optional[bool] = None
 
     def settings(self, exclude: Sequence[str] = ()) -> QuantizerSettings:
         return QuantizerSettings(self.per_channel, self.symmetric_activations,
-                                 tuple(dict.fromkeys(tuple(self.exclude_nodes) + tuple(exclude))))
+                                 tuple(dict.fromkeys(tuple(self.exclude_nodes) + tuple(exclude))), self.reduce_range)
 
     def to_dict(self) -> Dict[str, object]:
         return {"exclude_decomposition": self.exclude_decomposition, "exclude_nodes": list(self.exclude_nodes),
-                "per_channel": self.per_channel, "symmetric_activations": self.symmetric_activations}
+                "per_channel": self.per_channel, "symmetric_activations": self.symmetric_activations,
+                "reduce_range": self.settings().reduced}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@ The one place that calls ``onnxruntime.quantization``:
    samples. (``CalibMaxIntermediateOutputs`` is deliberately not used: in ONNX Runtime 1.32 it
    drops the ranges of the chunks collected so far instead of folding them in, so the ranges
    would come from the last few chunks only.)
+4. on a CPU whose int8 dot products saturate (x86 without VNNI, ``lrnconv.runtime.cpu``)
+   the weights are quantized to 7 bits (``reduce_range``, as ONNX Runtime's documentation
+   advises for such machines), unless the settings say otherwise, and a note says so:
+   otherwise the drift measured here would be the kernel's clipping, not the quantization.
 
 The quantizer's own working files live in a temporary folder that is removed when it is
 done; the QDQ model comes back as a ``ModelProto`` and is written, if at all, through
@@ -30,17 +34,22 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import FrozenSet, Iterator, List, Sequence
+from typing import FrozenSet, Iterator, List, Optional, Sequence
 
 import onnx
 
 from ..base.errors import RunFailed, UnsupportedModel
+from .cpu import int8_dot_saturates
 from .inputs import Samples, input_specs, rows_per_run
 
 log = logging.getLogger(__name__)
 
 MIN_QDQ_OPSET = 13
 """Per-channel Q/DQ (the ``axis`` attribute) needs opset 13."""
+
+SATURATION_NOTE = ("weights quantized to 7 bits (ONNX Runtime's reduce_range): this CPU is x86 without VNNI, whose "
+                   "int8 dot products saturate with 8-bit weights and would make the measured drift the kernel's; "
+                   "an integer target with 8-bit weights may drift a little less")
 
 
 @dataclass(frozen=True)
@@ -52,14 +61,22 @@ class QuantizerSettings:
         symmetric_activations: symmetric int8 activations (zero point 0); False gives
             asymmetric int8 activations.
         exclude: node names the quantizer leaves in float.
+        reduce_range: 7-bit weights; None: only where this CPU's int8 dot products saturate.
     """
 
     per_channel: bool = True
     symmetric_activations: bool = True
     exclude: Sequence[str] = ()
+    reduce_range: Optional[bool] = None
+
+    @property
+    def reduced(self) -> bool:
+        """Whether the weights are quantized to 7 bits on this machine."""
+        return int8_dot_saturates() if self.reduce_range is None else self.reduce_range
 
     def describe(self) -> str:
-        return (f"QDQ, {'per-channel' if self.per_channel else 'per-tensor'} symmetric int8 weights, "
+        weights = "7-bit (reduce_range) symmetric int8" if self.reduced else "symmetric int8"
+        return (f"QDQ, {'per-channel' if self.per_channel else 'per-tensor'} {weights} weights, "
                 f"{'symmetric' if self.symmetric_activations else 'asymmetric'} int8 activations, MinMax ranges")
 
 
@@ -173,6 +190,8 @@ def quantize_static_int8(model: onnx.ModelProto, calibration: Samples,
                      "QuantizeLinear/DequantizeLinear need opset 13); the float model keeps its opset")
     if model.ByteSize() > 2_000_000_000:
         raise UnsupportedModel("INT8 quantization of models over 2 GB (external data) is not supported yet")
+    if settings.reduce_range is None and settings.reduced:
+        notes.append(SATURATION_NOTE)
     extra = {"ActivationSymmetric": settings.symmetric_activations, "WeightSymmetric": True}
     with tempfile.TemporaryDirectory(prefix="lrnconv-int8-") as folder, _quiet_root():
         prepared = os.path.join(folder, "prepared.onnx")
@@ -187,7 +206,8 @@ def quantize_static_int8(model: onnx.ModelProto, calibration: Samples,
             quantize_static(prepared, output, _Reader(model, calibration), quant_format=QuantFormat.QDQ,
                             per_channel=settings.per_channel, activation_type=QuantType.QInt8,
                             weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                            nodes_to_exclude=list(settings.exclude), extra_options=extra)
+                            nodes_to_exclude=list(settings.exclude), extra_options=extra,
+                            reduce_range=settings.reduced)
         except Exception as exc:  # calibration runs sessions inside the quantizer
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RunFailed(f"ONNX Runtime's static quantizer failed: {detail}", "candidate") from None
