@@ -5,6 +5,7 @@ folder (``python benchmarks/NAME.py`` puts ``benchmarks/`` first on ``sys.path``
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -150,6 +151,32 @@ def wait_for_quiet(max_wait: float, threshold: float = 0.25, window: float = 2.0
                 print(f"(machine still busy: other processes use {load.cores:.2f} cores; measuring anyway)",
                       file=sys.stderr)
             return load.cores
+
+
+def add_quiet_options(parser: argparse.ArgumentParser, *, wait: float, retry: float = 0.0) -> None:
+    """``--wait-quiet`` (and, with ``retry``, ``--max-foreign`` / ``--retry-budget``: redo a round
+    that shared the machine): the one spelling of the shared-machine options of every script."""
+    parser.add_argument("--wait-quiet", type=float, default=wait, metavar="S",
+                        help="before timing, wait up to S seconds for other processes to go quiet "
+                             "(default: %(default)s; 0 = don't wait)")
+    if retry:
+        parser.add_argument("--max-foreign", type=float, default=0.3, metavar="CORES",
+                            help="leave out (and redo) a round during which other processes used more than "
+                                 "CORES cores (default: %(default)s)")
+        parser.add_argument("--retry-budget", type=float, default=retry, metavar="S",
+                            help="total seconds that redone rounds may take (default: %(default)s); after "
+                                 "that every round is kept")
+
+
+def builtin_models(parser: argparse.ArgumentParser, value: str) -> List[str]:
+    """``--models`` as names of built-in replicas ('all': every one); an unknown name is a usage error."""
+    from lrnconv import models
+
+    names = list(models.BUILTIN) if value == "all" else [m for m in value.split(",") if m]
+    for m in names:
+        if m not in models.BUILTIN:
+            parser.error(f"unknown model '{m}'; valid: {', '.join(models.BUILTIN)}")
+    return names
 
 
 def median(values: Sequence[float]) -> float:

@@ -34,7 +34,7 @@ import tempfile
 import time
 from typing import Dict, List
 
-from _common import (rss_now_kb, ForeignLoad, machine_lines, md_table, median, usable_cores,
+from _common import (rss_now_kb, ForeignLoad, add_quiet_options, machine_lines, md_table, median, usable_cores,
                      wait_for_quiet, write_result)
 
 MODES = ("a-protobuf", "b-load", "c-load-save")
@@ -169,9 +169,7 @@ def main(argv=None) -> int:
     p.add_argument("--tmpdir", default=None, help="folder for the model files (default: a temp folder)")
     p.add_argument("--out", default="", help="Markdown output (default: benchmarks/results/"
                                              "bench_caffe_import[.quick].md)")
-    p.add_argument("--wait-quiet", type=float, default=60.0, metavar="S",
-                   help="first wait up to S seconds for other processes to go quiet "
-                        "(default: %(default)s)")
+    add_quiet_options(p, wait=60.0)
     p.add_argument("--child", nargs=2, metavar=("MODE", "FOLDER"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:

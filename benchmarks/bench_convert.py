@@ -33,7 +33,7 @@ import tempfile
 import time
 from typing import Dict, List
 
-from _common import (rss_now_kb, RESULTS, ForeignLoad, wait_for_quiet, machine_lines, md_table, median, usable_cores,
+from _common import (rss_now_kb, RESULTS, ForeignLoad, add_quiet_options, wait_for_quiet, machine_lines, md_table, median, usable_cores,
                      write_result)
 
 MODES = ("a-onnx", "b-api", "b-api-copy", "c-cli", "d-gs", "startup-onnx", "startup-lrnconv")
@@ -159,8 +159,7 @@ def main(argv=None) -> int:
     p.add_argument("--profile", action="store_true", help="append cProfile + tracemalloc of the API path")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 timed run, no warm-up")
     p.add_argument("--out", default="", help="Markdown output (default: benchmarks/results/bench_convert[.quick].md)")
-    p.add_argument("--wait-quiet", type=float, default=60.0, metavar="S",
-                   help="first wait up to S seconds for other processes to go quiet (default: %(default)s)")
+    add_quiet_options(p, wait=60.0)
     p.add_argument("--child", nargs=3, metavar=("MODE", "SRC", "DST"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:

@@ -51,7 +51,7 @@ import lrnconv
 from lrnconv import models
 from lrnconv.passes.decompose import POWERS, WINDOWS
 
-from _common import RESULTS, ForeignLoad, lrn_deleted, wait_for_quiet, machine_lines, md_table, median, quartiles, usable_cores, write_result
+from _common import RESULTS, ForeignLoad, add_quiet_options, builtin_models, lrn_deleted, wait_for_quiet, machine_lines, md_table, median, quartiles, usable_cores, write_result
 
 DEFAULT_MODELS = ("alexnet", "googlenet")
 CANDIDATES = [f"{w}/{p}" for w, p in itertools.product(WINDOWS, POWERS) if w != "shifts"]
@@ -84,21 +84,10 @@ def parse_args(argv=None):
     p.add_argument("--thread-pool", choices=("global", "session"), default="global",
                    help="one intra-op thread pool shared by all sessions, or one per session "
                         "(default: %(default)s; see the module docstring)")
-    p.add_argument("--wait-quiet", type=float, default=30.0, metavar="S",
-                   help="before each timed block, wait up to S seconds for other processes to go quiet "
-                        "(default: %(default)s; 0 = don't wait)")
-    p.add_argument("--max-foreign", type=float, default=0.3, metavar="CORES",
-                   help="discard a round (and retry it) when other processes used more than CORES cores "
-                        "during it (default: %(default)s)")
-    p.add_argument("--retry-budget", type=float, default=150.0, metavar="S",
-                   help="total seconds that discarded rounds and pauses may take (default: %(default)s); "
-                        "after that every round is kept")
+    add_quiet_options(p, wait=30.0, retry=150.0)
     p.add_argument("--out", default="", help="Markdown output (default: benchmarks/results/bench_decompose[.quick].md)")
     args = p.parse_args(argv)
-    args.models = list(models.BUILTIN) if args.models == "all" else [m for m in args.models.split(",") if m]
-    for m in args.models:
-        if m not in models.BUILTIN:
-            p.error(f"unknown model '{m}'; valid: {', '.join(models.BUILTIN)}")
+    args.models = builtin_models(p, args.models)
     args.batches = [int(b) for b in args.batches.split(",") if b]
     args.candidates = CANDIDATES if args.candidates == "all" else [c for c in args.candidates.split(",") if c]
     for c in args.candidates:

@@ -32,7 +32,7 @@ import tempfile
 import time
 from typing import Dict, List
 
-from _common import RESULTS, machine_lines, md_table, median, wait_for_quiet, write_result
+from _common import RESULTS, add_quiet_options, machine_lines, md_table, median, wait_for_quiet, write_result
 
 MODELS = ("alexnet", "googlenet")
 STRATEGIES = ("remove", "fold", "bn", "l2", "decompose")
@@ -143,7 +143,7 @@ for count in counts:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds; 64 vs 256 samples")
-    parser.add_argument("--wait-quiet", type=float, default=60.0)
+    add_quiet_options(parser, wait=60.0)
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     rounds = 3 if args.quick else 15

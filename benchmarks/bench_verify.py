@@ -27,7 +27,7 @@ import tempfile
 import time
 from typing import Dict, List
 
-from _common import machine_lines, md_table, median, wait_for_quiet, write_result
+from _common import add_quiet_options, machine_lines, md_table, median, wait_for_quiet, write_result
 
 COUNTS = (64, 1024)
 
@@ -84,7 +84,7 @@ print(json.dumps(times))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 timed runs per mode")
-    parser.add_argument("--wait-quiet", type=float, default=60.0)
+    add_quiet_options(parser, wait=60.0)
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     runs = 2 if args.quick else 5

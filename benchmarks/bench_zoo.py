@@ -28,7 +28,7 @@ from typing import Dict, List
 
 import psutil
 
-from _common import ROOT, ForeignLoad, machine_lines, md_table, median, wait_for_quiet, write_result
+from _common import ROOT, ForeignLoad, add_quiet_options, machine_lines, md_table, median, wait_for_quiet, write_result
 
 CONFIGS = {
     "--jobs 1": ["--jobs", "1"],
@@ -94,11 +94,7 @@ def main() -> None:
                         help="instead of the built-in zoo: a folder with this many copies of each small replica "
                              "(as .onnx files), so that the zoo's work outweighs starting it")
     parser.add_argument("--quick", action="store_true", help="2 rounds, for a smoke run")
-    parser.add_argument("--wait-quiet", type=float, default=60.0)
-    parser.add_argument("--max-foreign", type=float, default=0.3, metavar="CORES",
-                        help="discard and redo a run while other processes used more cores than this")
-    parser.add_argument("--retry-budget", type=float, default=300.0, metavar="S",
-                        help="seconds of redone runs at most")
+    add_quiet_options(parser, wait=60.0, retry=300.0)
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     rounds = 2 if args.quick else args.rounds

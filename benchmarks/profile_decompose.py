@@ -49,7 +49,7 @@ import lrnconv
 from lrnconv import models
 from lrnconv.passes.decompose import POWERS, WINDOWS
 
-from _common import ForeignLoad, lrn_deleted, machine_lines, md_table, usable_cores, wait_for_quiet, write_result
+from _common import ForeignLoad, add_quiet_options, builtin_models, lrn_deleted, machine_lines, md_table, usable_cores, wait_for_quiet, write_result
 
 DEFAULT_VARIANTS = ("native", "deleted", "pool/roots", "conv/roots")
 
@@ -66,23 +66,12 @@ def parse_args(argv=None):
                    "variant per round; batches not listed get the value of the largest listed batch not above "
                    "them; default: %(default)s)")
     p.add_argument("--threads", type=int, default=usable_cores(), help="intra-op threads (default: %(default)s)")
-    p.add_argument("--wait-quiet", type=float, default=20.0, metavar="S",
-                   help="before each model and batch, wait up to S seconds for other processes to go quiet "
-                        "(default: %(default)s)")
-    p.add_argument("--max-foreign", type=float, default=0.3, metavar="CORES",
-                   help="leave out (and repeat) a round during which other processes used more than CORES cores "
-                        "(default: %(default)s)")
-    p.add_argument("--retry-budget", type=float, default=300.0, metavar="S",
-                   help="total seconds that left-out rounds may take (default: %(default)s); after that every "
-                        "round is kept")
+    add_quiet_options(p, wait=20.0, retry=300.0)
     p.add_argument("--top", type=int, default=12, help="op types listed per variant (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="", help="Markdown output (default: benchmarks/results/profile_decompose.md)")
     args = p.parse_args(argv)
-    args.models = list(models.BUILTIN) if args.models == "all" else [m for m in args.models.split(",") if m]
-    for m in args.models:
-        if m not in models.BUILTIN:
-            p.error(f"unknown model '{m}'; valid: {', '.join(models.BUILTIN)}")
+    args.models = builtin_models(p, args.models)
     args.batches = [int(b) for b in args.batches.split(",") if b]
     args.variants = [v for v in args.variants.split(",") if v]
     for v in args.variants:
