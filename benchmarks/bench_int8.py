@@ -32,6 +32,8 @@ import tempfile
 import time
 from typing import Dict, List
 
+from lrnconv.measure.quantization import Int8Options
+
 from _common import RESULTS, add_quiet_options, machine_lines, md_table, median, wait_for_quiet, write_result
 
 MODELS = ("alexnet", "googlenet")
@@ -166,8 +168,8 @@ def main() -> None:
                                 "## ONNX Runtime CPU latency (reduced-width replicas, seeded random weights)", "",
                                 f"Medians of {rounds} rounds (ms); ratios are paired (median over rounds of the "
                                 "ratio within a round). INT8: ONNX Runtime's static quantizer as "
-                                "`convert --quantize int8` runs it (QDQ, per-channel symmetric int8 weights, "
-                                "symmetric int8 activations, MinMax on 32 random pixel samples).", ""]
+                                f"`convert --quantize int8` runs it on this CPU ({Int8Options().settings().describe()}"
+                                ", on 32 random pixel samples).", ""]
     rows = []
     for key, times in timing.items():
         model, batch = key.split("/")
