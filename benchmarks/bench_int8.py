@@ -32,8 +32,6 @@ import tempfile
 import time
 from typing import Dict, List
 
-from lrnconv.measure.quantization import Int8Options
-
 from _common import RESULTS, add_quiet_options, machine_lines, md_table, median, wait_for_quiet, write_result
 
 MODELS = ("alexnet", "googlenet")
@@ -162,6 +160,8 @@ def main() -> None:
             runs = [peak_rss_mib([sys.executable, "-m", "lrnconv", "inspect", f"{folder}/alexnet_small.onnx",
                                   "--data", f"{folder}/x{count}.npy", "--quantize", "int8"]) for _ in range(2)]
             memory[count] = {key: median([r[key] for r in runs]) for key in ("peak_mib", "anon_mib", "seconds")}
+
+    from lrnconv.measure.quantization import Int8Options  # only now: the parent stays light while children run
 
     lines = ["# INT8: latency per strategy, and `inspect --data` memory", ""]
     lines += machine_lines() + [f"- waited {waited:.0f} s for a quiet machine", "",

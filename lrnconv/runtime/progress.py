@@ -17,11 +17,14 @@ from .inputs import Chunk
 class Watcher(Protocol):
     """Told where a sample loop stands: one stage at a time."""
 
-    def begin(self, stage: str, total: int) -> None: ...
+    def begin(self, stage: str, total: int) -> None:
+        """A loop named ``stage`` starts over ``total`` samples."""
 
-    def advance(self, samples: int) -> None: ...
+    def advance(self, samples: int) -> None:
+        """``samples`` more samples of the current loop are done."""
 
-    def end(self) -> None: ...
+    def end(self) -> None:
+        """The current loop finished (or was left by an exception)."""
 
 
 _WATCHER: ContextVar[Optional[Watcher]] = ContextVar("lrnconv_progress_watcher", default=None)
